@@ -1,0 +1,36 @@
+//! What an enclave asks its host to do after a call.
+//!
+//! The host carries out a call's commands in order and, once persistence is
+//! involved, commits them as one batch: replies and sealed state never get out
+//! of step.
+
+/// One instruction from the enclave to its host.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HostCommand {
+    /// Deliver this encrypted mail. `routing_hint` is the opaque string the
+    /// host gave when it delivered the mail being answered; `None` means the
+    /// host decides (for instance, mail the enclave posted on its own).
+    PostMail {
+        /// The encrypted mail.
+        bytes: Vec<u8>,
+        /// Where the host should route it.
+        routing_hint: Option<String>,
+    },
+    /// Store this sealed state blob, replacing the previous one.
+    StoreSealedState {
+        /// The sealed blob; the host cannot read it.
+        blob: Vec<u8>,
+    },
+}
+
+impl core::fmt::Debug for HostCommand {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::PostMail { bytes, routing_hint } => {
+                f.debug_struct("PostMail").field("len", &bytes.len()).field("routing_hint", routing_hint).finish()
+            }
+            Self::StoreSealedState { blob } => f.debug_struct("StoreSealedState").field("len", &blob.len()).finish(),
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! EnclaveConstraint: the one-line policy a client checks an enclave against.
+//!
+//! ```text
+//! C:<hex>     acceptable code hash (launch measurement); repeatable
+//! S:<hex>     acceptable code-signer; repeatable; needs PROD
+//! PROD:<n>    product id (0..=65535); only and always with S
+//! REVOKE:<n>  minimum revocation level
+//! SEC:<lvl>   minimum security: INSECURE, STALE (default) or SECURE
+//! EXPIRE:<p>  maximum attestation age, an ISO 8601 duration (P30D, PT12H, P1W)
+//! ```
+//!
+//! An enclave satisfies the constraint when its code hash is one of the `C`
+//! values or its signer is one of the `S` values, and every other given key
+//! holds. At least one `C` or `S` is required.
+
+use core::fmt;
+
+use crate::{
+    info::{AttestedIdentity, EnclaveInstanceInfo, InfoError, VerifiedEnclaveInfo},
+    security::SecuritySummary,
+};
+
+/// Why a constraint could not be parsed, or why an enclave does not satisfy it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConstraintError {
+    /// One token is wrong.
+    #[error("invalid token {token:?}: {reason}")]
+    InvalidToken {
+        /// The token as written.
+        token: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The constraint names no code hash and no signer.
+    #[error("constraint needs at least one C:<code hash> or S:<signer> token")]
+    NoIdentity,
+    /// `S` was given without `PROD`.
+    #[error("S:<signer> needs a PROD:<product id> token too")]
+    MissingProductId,
+    /// The enclave's evidence or key binding did not verify.
+    #[error("attestation is invalid: {0}")]
+    Attestation(#[from] InfoError),
+    /// The enclave fails the constraint.
+    #[error("constraint not satisfied: {0}")]
+    NotSatisfied(Unsatisfied),
+}
+
+/// Which part of a constraint an enclave fails, with both values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Unsatisfied {
+    /// Neither the code hash nor the signer is accepted.
+    #[error(
+        "C/S: code hash {code_hash} is not one of the {accepted_code_hashes} accepted code hashes, \
+         and signer {signer} is not one of the {accepted_signers} accepted signers"
+    )]
+    Identity {
+        /// Hex of the enclave's code hash.
+        code_hash: String,
+        /// How many code hashes the constraint accepts.
+        accepted_code_hashes: usize,
+        /// Hex of the enclave's signer, or "(none)".
+        signer: String,
+        /// How many signers the constraint accepts.
+        accepted_signers: usize,
+    },
+    /// The product id differs.
+    #[error("PROD:{expected}: enclave has product id {actual}")]
+    ProductId {
+        /// The required product id.
+        expected: u16,
+        /// The enclave's product id, or "(none)".
+        actual: String,
+    },
+    /// The revocation level is too low.
+    #[error("REVOKE:{minimum}: enclave has revocation level {actual}")]
+    RevocationLevel {
+        /// The minimum accepted.
+        minimum: u16,
+        /// The enclave's level, or "(none)".
+        actual: String,
+    },
+    /// The security summary is too low.
+    #[error("SEC:{minimum}: enclave security is {actual} ({reason})")]
+    Security {
+        /// The minimum accepted.
+        minimum: SecuritySummary,
+        /// The enclave's summary.
+        actual: SecuritySummary,
+        /// Why the enclave has that summary.
+        reason: String,
+    },
+    /// The attestation is older than allowed.
+    #[error("EXPIRE:{period}: attestation is {age_seconds} s old, at most {max_age_seconds} s allowed")]
+    Expired {
+        /// The period as written.
+        period: String,
+        /// The maximum age in seconds.
+        max_age_seconds: u64,
+        /// The attestation's age in seconds.
+        age_seconds: u64,
+    },
+}
+
+/// A parsed constraint. [`fmt::Display`] prints its canonical form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnclaveConstraint {
+    code_hashes: Vec<Vec<u8>>,
+    signers: Vec<Vec<u8>>,
+    product_id: Option<u16>,
+    minimum_revocation_level: Option<u16>,
+    minimum_security: SecuritySummary,
+    max_age: Option<(String, u64)>,
+}
+
+fn invalid(token: &str, reason: impl Into<String>) -> ConstraintError {
+    ConstraintError::InvalidToken { token: token.to_owned(), reason: reason.into() }
+}
+
+/// Measurements and signer identities are 32 bytes (SHA-256, SGX) or 48 bytes (SHA-384: TDX, SEV-SNP, Nitro).
+fn parse_hash(token: &str, value: &str) -> Result<Vec<u8>, ConstraintError> {
+    let bytes = hex::decode(value).map_err(|_| invalid(token, "value is not hex"))?;
+    if bytes.len() != 32 && bytes.len() != 48 {
+        return Err(invalid(token, format!("hash is {} bytes; expected 32 or 48 (64 or 96 hex digits)", bytes.len())));
+    }
+    Ok(bytes)
+}
+
+fn parse_u16(token: &str, value: &str) -> Result<u16, ConstraintError> {
+    value.parse::<u16>().map_err(|_| invalid(token, "value must be a whole number from 0 to 65535"))
+}
+
+/// Converts an ISO 8601 duration to seconds. Years count 365 days and months
+/// 30 days: an attestation age limit needs no calendar.
+fn parse_period(token: &str, value: &str) -> Result<u64, ConstraintError> {
+    let bad = || invalid(token, "value must be an ISO 8601 duration such as P30D, PT12H or P1W");
+    if !value.starts_with('P') {
+        return Err(bad());
+    }
+    let duration: iso8601::Duration = value.parse().map_err(|_| bad())?;
+    let seconds = match duration {
+        iso8601::Duration::Weeks(w) => u64::from(w) * 7 * 86_400,
+        iso8601::Duration::YMDHMS { year, month, day, hour, minute, second, millisecond: _ } => {
+            u64::from(year) * 365 * 86_400
+                + u64::from(month) * 30 * 86_400
+                + u64::from(day) * 86_400
+                + u64::from(hour) * 3_600
+                + u64::from(minute) * 60
+                + u64::from(second)
+        }
+    };
+    if seconds == 0 {
+        return Err(invalid(token, "the period must be longer than zero"));
+    }
+    Ok(seconds)
+}
+
+impl EnclaveConstraint {
+    /// Parses a constraint. The error names the offending token.
+    pub fn parse(text: &str) -> Result<Self, ConstraintError> {
+        let mut c = Self {
+            code_hashes: Vec::new(),
+            signers: Vec::new(),
+            product_id: None,
+            minimum_revocation_level: None,
+            minimum_security: SecuritySummary::Stale,
+            max_age: None,
+        };
+        let mut seen_sec = false;
+        for token in text.split_whitespace() {
+            let Some((key, value)) = token.split_once(':') else {
+                return Err(invalid(token, "expected KEY:VALUE"));
+            };
+            if value.is_empty() {
+                return Err(invalid(token, "value is empty"));
+            }
+            let once = |present: bool| {
+                if present { Err(invalid(token, format!("{key} may appear only once"))) } else { Ok(()) }
+            };
+            match key {
+                "C" => {
+                    let hash = parse_hash(token, value)?;
+                    if !c.code_hashes.contains(&hash) {
+                        c.code_hashes.push(hash);
+                    }
+                }
+                "S" => {
+                    let hash = parse_hash(token, value)?;
+                    if !c.signers.contains(&hash) {
+                        c.signers.push(hash);
+                    }
+                }
+                "PROD" => {
+                    once(c.product_id.is_some())?;
+                    c.product_id = Some(parse_u16(token, value)?);
+                }
+                "REVOKE" => {
+                    once(c.minimum_revocation_level.is_some())?;
+                    c.minimum_revocation_level = Some(parse_u16(token, value)?);
+                }
+                "SEC" => {
+                    once(seen_sec)?;
+                    seen_sec = true;
+                    c.minimum_security =
+                        value.parse().map_err(|_| invalid(token, "value must be INSECURE, STALE or SECURE"))?;
+                }
+                "EXPIRE" => {
+                    once(c.max_age.is_some())?;
+                    c.max_age = Some((value.to_owned(), parse_period(token, value)?));
+                }
+                _ => {
+                    return Err(invalid(
+                        token,
+                        format!("unknown key {key:?}; keys are C, S, PROD, REVOKE, SEC, EXPIRE"),
+                    ));
+                }
+            }
+        }
+        if c.code_hashes.is_empty() && c.signers.is_empty() {
+            return Err(ConstraintError::NoIdentity);
+        }
+        match (c.signers.is_empty(), c.product_id) {
+            (false, None) => return Err(ConstraintError::MissingProductId),
+            (true, Some(id)) => return Err(invalid(&format!("PROD:{id}"), "PROD is only allowed together with S")),
+            _ => {}
+        }
+        Ok(c)
+    }
+
+    /// The minimum security this constraint accepts.
+    pub fn minimum_security(&self) -> SecuritySummary {
+        self.minimum_security
+    }
+
+    /// Verifies `info` at `now_unix` and checks it against this constraint.
+    pub fn check(&self, info: &EnclaveInstanceInfo, now_unix: u64) -> Result<VerifiedEnclaveInfo, ConstraintError> {
+        let verified = info.verify(now_unix)?;
+        self.check_identity(&verified.identity, now_unix)?;
+        Ok(verified)
+    }
+
+    /// Checks an already verified identity against this constraint.
+    pub fn check_identity(&self, id: &AttestedIdentity, now_unix: u64) -> Result<(), ConstraintError> {
+        let fail = |u| Err(ConstraintError::NotSatisfied(u));
+        let code_ok = self.code_hashes.contains(&id.code_hash);
+        let signer_ok = id.signer.as_ref().is_some_and(|s| self.signers.contains(s));
+        if !code_ok && !signer_ok {
+            return fail(Unsatisfied::Identity {
+                code_hash: hex::encode(&id.code_hash),
+                accepted_code_hashes: self.code_hashes.len(),
+                signer: id.signer.as_ref().map_or_else(|| "(none)".to_owned(), hex::encode),
+                accepted_signers: self.signers.len(),
+            });
+        }
+        if let Some(expected) = self.product_id
+            && id.product_id != Some(expected)
+        {
+            return fail(Unsatisfied::ProductId { expected, actual: show(id.product_id) });
+        }
+        if let Some(minimum) = self.minimum_revocation_level
+            && id.revocation_level.is_none_or(|level| level < minimum)
+        {
+            return fail(Unsatisfied::RevocationLevel { minimum, actual: show(id.revocation_level) });
+        }
+        if id.security < self.minimum_security {
+            return fail(Unsatisfied::Security {
+                minimum: self.minimum_security,
+                actual: id.security,
+                reason: id.security_reason.clone(),
+            });
+        }
+        if let Some((period, max_age_seconds)) = &self.max_age {
+            let age_seconds = now_unix.saturating_sub(id.timestamp_unix);
+            if age_seconds > *max_age_seconds {
+                return fail(Unsatisfied::Expired {
+                    period: period.clone(),
+                    max_age_seconds: *max_age_seconds,
+                    age_seconds,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn show(v: Option<u16>) -> String {
+    v.map_or_else(|| "(none)".to_owned(), |v| v.to_string())
+}
+
+impl fmt::Display for EnclaveConstraint {
+    /// The canonical form: C tokens, S tokens, PROD, REVOKE, SEC (always), EXPIRE; hex in lowercase.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        parts.extend(self.code_hashes.iter().map(|h| format!("C:{}", hex::encode(h))));
+        parts.extend(self.signers.iter().map(|h| format!("S:{}", hex::encode(h))));
+        if let Some(p) = self.product_id {
+            parts.push(format!("PROD:{p}"));
+        }
+        if let Some(r) = self.minimum_revocation_level {
+            parts.push(format!("REVOKE:{r}"));
+        }
+        parts.push(format!("SEC:{}", self.minimum_security));
+        if let Some((period, _)) = &self.max_age {
+            parts.push(format!("EXPIRE:{period}"));
+        }
+        f.write_str(&parts.join(" "))
+    }
+}
+
+impl core::str::FromStr for EnclaveConstraint {
+    type Err = ConstraintError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}

@@ -1,0 +1,407 @@
+//! EnclaveInstanceInfo: what a client checks before it sends anything.
+//!
+//! It carries the enclave's two public keys and the evidence that binds them
+//! to an enclave identity: the evidence's report data must equal
+//! SHA-512(data-signing key ‖ encryption key), and [`EnclaveInstanceInfo::verify`]
+//! checks that every time.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::Serialize;
+use sha2::{Digest, Sha512};
+
+use crate::{keys::PublicKey, security::SecuritySummary};
+
+/// The four bytes an encoded [`EnclaveInstanceInfo`] starts with.
+pub const INFO_MAGIC: [u8; 4] = *b"CEII";
+/// The encoding version this crate writes and reads.
+pub const INFO_VERSION: u16 = 1;
+/// Domain separation for the simulated attestation signature.
+const SIMULATION_DOMAIN: &[u8] = b"conclave-simulated-evidence-v1\0";
+
+/// How an enclave runs, which decides how much its evidence is worth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum EnclaveMode {
+    /// In the host's own process: no protection at all. For unit tests.
+    Mock,
+    /// A separate, sandboxed process with evidence signed by a key the host holds. No protection against the host.
+    Simulation,
+    /// Real hardware with debugging enabled: the host can read its memory.
+    Debug,
+    /// Real hardware, production mode.
+    Release,
+}
+
+impl EnclaveMode {
+    /// The uppercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mock => "MOCK",
+            Self::Simulation => "SIMULATION",
+            Self::Debug => "DEBUG",
+            Self::Release => "RELEASE",
+        }
+    }
+}
+
+impl core::fmt::Display for EnclaveMode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why an [`EnclaveInstanceInfo`] could not be decoded or verified.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InfoError {
+    /// The bytes are not an encoded EnclaveInstanceInfo.
+    #[error("malformed enclave instance info: {reason}")]
+    Malformed {
+        /// What was wrong.
+        reason: &'static str,
+    },
+    /// The encoding is of another version.
+    #[error("unsupported enclave instance info version {found} (this code reads version {supported})")]
+    UnsupportedVersion {
+        /// The version found.
+        found: u16,
+        /// The version this code reads.
+        supported: u16,
+    },
+    /// The evidence's report data does not commit to the enclave's keys: the
+    /// keys were swapped after the evidence was made.
+    #[error("key binding failed: report data {actual} is not SHA-512 of the enclave's keys ({expected})")]
+    KeyBindingMismatch {
+        /// Hex of SHA-512(signing key ‖ encryption key).
+        expected: String,
+        /// Hex of the report data found in the evidence.
+        actual: String,
+    },
+    /// The simulated evidence's signature does not verify.
+    #[error("simulated evidence signature is invalid: the evidence was altered")]
+    BadSimulationSignature,
+    /// The data-signing key is not a valid Ed25519 key.
+    #[error("data-signing key is not a valid ed25519 public key")]
+    BadSigningKey,
+    /// Real hardware evidence failed verification.
+    #[error("hardware evidence failed verification: {0}")]
+    Hardware(String),
+}
+
+/// The identity fields every kind of evidence reports.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EnclaveReport {
+    /// SHA-256 of the enclave binary (its measurement).
+    pub code_hash: [u8; 32],
+    /// SHA-256 of the public key that signed the enclave binary.
+    pub code_signing_key_hash: [u8; 32],
+    /// The product id the signer gave this enclave.
+    pub product_id: u16,
+    /// The revocation level the signer gave this enclave.
+    pub revocation_level: u16,
+    /// Data the enclave binds into its evidence: SHA-512 of its public keys.
+    pub report_data: [u8; 64],
+    /// When the evidence was made, in unix seconds.
+    pub timestamp_unix: u64,
+}
+
+const REPORT_LEN: usize = 32 + 32 + 2 + 2 + 64 + 8;
+
+impl EnclaveReport {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.code_hash);
+        out.extend_from_slice(&self.code_signing_key_hash);
+        out.extend_from_slice(&self.product_id.to_be_bytes());
+        out.extend_from_slice(&self.revocation_level.to_be_bytes());
+        out.extend_from_slice(&self.report_data);
+        out.extend_from_slice(&self.timestamp_unix.to_be_bytes());
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, InfoError> {
+        let mut r = Reader(bytes);
+        let report = Self {
+            code_hash: r.array()?,
+            code_signing_key_hash: r.array()?,
+            product_id: u16::from_be_bytes(r.array()?),
+            revocation_level: u16::from_be_bytes(r.array()?),
+            report_data: r.array()?,
+            timestamp_unix: u64::from_be_bytes(r.array()?),
+        };
+        Ok(report)
+    }
+}
+
+/// Evidence that binds an enclave's keys to its identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Evidence {
+    /// Mock mode: an unsigned report. Anyone can forge it; always INSECURE.
+    Mock(EnclaveReport),
+    /// Simulation mode: a report signed by the host's simulated attestation
+    /// key. The host's operator holds that key; always INSECURE.
+    Simulation {
+        /// The signed report.
+        report: EnclaveReport,
+        /// The simulated attestation key (Ed25519 public key).
+        attestation_key: [u8; 32],
+        /// Its signature over the report.
+        signature: [u8; 64],
+    },
+}
+
+const TAG_MOCK: u8 = 1;
+const TAG_SIMULATION: u8 = 2;
+
+impl Evidence {
+    /// Signs a report with a simulated attestation key (simulation mode only:
+    /// whoever holds `key` can make any enclave look like any other).
+    pub fn simulated_insecure(report: EnclaveReport, key: &SigningKey) -> Self {
+        let signature = key.sign(&simulation_message(&report)).to_bytes();
+        Self::Simulation { report, attestation_key: key.verifying_key().to_bytes(), signature }
+    }
+}
+
+fn simulation_message(report: &EnclaveReport) -> Vec<u8> {
+    let mut msg = SIMULATION_DOMAIN.to_vec();
+    report.encode_into(&mut msg);
+    msg
+}
+
+/// The report data an enclave with these keys must put in its evidence.
+pub fn key_binding(data_signing_key: &[u8; 32], encryption_key: &PublicKey) -> [u8; 64] {
+    let mut h = Sha512::new();
+    h.update(data_signing_key);
+    h.update(encryption_key.as_bytes());
+    h.finalize().into()
+}
+
+/// What a client learns about an enclave: its keys and the evidence binding them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnclaveInstanceInfo {
+    data_signing_key: [u8; 32],
+    encryption_key: PublicKey,
+    evidence: Evidence,
+}
+
+/// The fields a constraint checks, taken from verified evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AttestedIdentity {
+    /// The launch measurement (code hash), at its natural length.
+    #[serde(with = "hex_bytes")]
+    pub code_hash: Vec<u8>,
+    /// The signer identity, where the TEE has one.
+    #[serde(with = "hex_opt")]
+    pub signer: Option<Vec<u8>>,
+    /// The product id, where the TEE has one.
+    pub product_id: Option<u16>,
+    /// The revocation level, where the TEE has one.
+    pub revocation_level: Option<u16>,
+    /// How far the enclave can be trusted.
+    pub security: SecuritySummary,
+    /// Why: what was and wasn't checked.
+    pub security_reason: String,
+    /// When the evidence was made or verified, in unix seconds.
+    pub timestamp_unix: u64,
+}
+
+/// An [`EnclaveInstanceInfo`] whose evidence and key binding have been verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedEnclaveInfo {
+    /// How the enclave runs.
+    pub mode: EnclaveMode,
+    /// The identity the evidence proves.
+    pub identity: AttestedIdentity,
+    /// The enclave's Ed25519 data-signing key.
+    pub data_signing_key: [u8; 32],
+    /// The enclave's X25519 encryption key: where mail goes.
+    pub encryption_key: PublicKey,
+}
+
+impl VerifiedEnclaveInfo {
+    /// The JSON view: hashes and keys as lowercase hex.
+    pub fn to_json(&self) -> serde_json::Value {
+        let id = &self.identity;
+        serde_json::json!({
+            "mode": self.mode.as_str(),
+            "code_hash": hex::encode(&id.code_hash),
+            "code_signing_key_hash": id.signer.as_ref().map(hex::encode),
+            "product_id": id.product_id,
+            "revocation_level": id.revocation_level,
+            "security": {
+                "summary": id.security.as_str(),
+                "reason": id.security_reason,
+                "timestamp": id.timestamp_unix,
+            },
+            "data_signing_key": hex::encode(self.data_signing_key),
+            "encryption_key": self.encryption_key.to_hex(),
+        })
+    }
+}
+
+impl EnclaveInstanceInfo {
+    /// Assembles an info. Nothing is checked until [`Self::verify`].
+    pub fn new(data_signing_key: [u8; 32], encryption_key: PublicKey, evidence: Evidence) -> Self {
+        Self { data_signing_key, encryption_key, evidence }
+    }
+
+    /// The enclave's Ed25519 data-signing key (unverified).
+    pub fn data_signing_key(&self) -> &[u8; 32] {
+        &self.data_signing_key
+    }
+
+    /// The enclave's X25519 encryption key (unverified).
+    pub fn encryption_key(&self) -> &PublicKey {
+        &self.encryption_key
+    }
+
+    /// The evidence (unverified).
+    pub fn evidence(&self) -> &Evidence {
+        &self.evidence
+    }
+
+    /// Verifies the evidence at `now_unix` and checks that it commits to the keys.
+    pub fn verify(&self, _now_unix: u64) -> Result<VerifiedEnclaveInfo, InfoError> {
+        VerifyingKey::from_bytes(&self.data_signing_key).map_err(|_| InfoError::BadSigningKey)?;
+        let expected = key_binding(&self.data_signing_key, &self.encryption_key);
+        let (mode, report, reason) = match &self.evidence {
+            Evidence::Mock(report) => (
+                EnclaveMode::Mock,
+                report,
+                "mock mode: the enclave runs inside the host's process and its evidence is unsigned; \
+                 nothing is protected from the host",
+            ),
+            Evidence::Simulation { report, attestation_key, signature } => {
+                let key = VerifyingKey::from_bytes(attestation_key).map_err(|_| InfoError::BadSimulationSignature)?;
+                key.verify(&simulation_message(report), &Signature::from_bytes(signature))
+                    .map_err(|_| InfoError::BadSimulationSignature)?;
+                (
+                    EnclaveMode::Simulation,
+                    report,
+                    "simulation mode: the evidence is signed by a simulated attestation key that the host's \
+                     operator holds, and the enclave's memory is readable by the host",
+                )
+            }
+        };
+        if report.report_data != expected {
+            return Err(InfoError::KeyBindingMismatch {
+                expected: hex::encode(expected),
+                actual: hex::encode(report.report_data),
+            });
+        }
+        Ok(VerifiedEnclaveInfo {
+            mode,
+            identity: AttestedIdentity {
+                code_hash: report.code_hash.to_vec(),
+                signer: Some(report.code_signing_key_hash.to_vec()),
+                product_id: Some(report.product_id),
+                revocation_level: Some(report.revocation_level),
+                security: SecuritySummary::Insecure,
+                security_reason: reason.to_owned(),
+                timestamp_unix: report.timestamp_unix,
+            },
+            data_signing_key: self.data_signing_key,
+            encryption_key: self.encryption_key,
+        })
+    }
+
+    /// The versioned binary encoding (see `docs/wire-format.md`).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(512);
+        out.extend_from_slice(&INFO_MAGIC);
+        out.extend_from_slice(&INFO_VERSION.to_be_bytes());
+        out.extend_from_slice(&self.data_signing_key);
+        out.extend_from_slice(self.encryption_key.as_bytes());
+        let mut body = Vec::new();
+        let tag = match &self.evidence {
+            Evidence::Mock(report) => {
+                report.encode_into(&mut body);
+                TAG_MOCK
+            }
+            Evidence::Simulation { report, attestation_key, signature } => {
+                report.encode_into(&mut body);
+                body.extend_from_slice(attestation_key);
+                body.extend_from_slice(signature);
+                TAG_SIMULATION
+            }
+        };
+        out.push(tag);
+        // Evidence is far below 4 GiB.
+        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Decodes [`Self::encode`]'s output. Verifies nothing.
+    pub fn decode(bytes: &[u8]) -> Result<Self, InfoError> {
+        let mut r = Reader(bytes);
+        if r.array::<4>()? != INFO_MAGIC {
+            return Err(InfoError::Malformed { reason: "bad magic bytes" });
+        }
+        let version = u16::from_be_bytes(r.array()?);
+        if version != INFO_VERSION {
+            return Err(InfoError::UnsupportedVersion { found: version, supported: INFO_VERSION });
+        }
+        let data_signing_key = r.array()?;
+        let encryption_key = PublicKey::from_bytes(r.array()?);
+        let tag = r.array::<1>()?[0];
+        let len = u32::from_be_bytes(r.array()?) as usize;
+        let body = r.take(len)?;
+        if !r.0.is_empty() {
+            return Err(InfoError::Malformed { reason: "trailing bytes after the evidence" });
+        }
+        let evidence = match tag {
+            TAG_MOCK => {
+                if body.len() != REPORT_LEN {
+                    return Err(InfoError::Malformed { reason: "mock evidence has the wrong length" });
+                }
+                Evidence::Mock(EnclaveReport::decode(body)?)
+            }
+            TAG_SIMULATION => {
+                if body.len() != REPORT_LEN + 32 + 64 {
+                    return Err(InfoError::Malformed { reason: "simulated evidence has the wrong length" });
+                }
+                let report = EnclaveReport::decode(&body[..REPORT_LEN])?;
+                let mut r = Reader(&body[REPORT_LEN..]);
+                Evidence::Simulation { report, attestation_key: r.array()?, signature: r.array()? }
+            }
+            _ => return Err(InfoError::Malformed { reason: "unknown evidence kind" }),
+        };
+        Ok(Self { data_signing_key, encryption_key, evidence })
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], InfoError> {
+        if self.0.len() < n {
+            return Err(InfoError::Malformed { reason: "truncated" });
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], InfoError> {
+        let bytes = self.take(N)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(bytes);
+        Ok(out)
+    }
+}
+
+mod hex_bytes {
+    pub(super) fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+}
+
+mod hex_opt {
+    #[allow(clippy::ref_option)] // serde's `with` passes `&Option<T>`
+    pub(super) fn serialize<S: serde::Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_str(&hex::encode(v)),
+            None => s.serialize_none(),
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! EnclaveInstanceInfo encoding and key binding, and the constraint language.
+
+use conclave_core::{
+    ConstraintError, EnclaveConstraint, EnclaveInstanceInfo, EnclaveMode, EnclaveReport, Evidence, InfoError,
+    PrivateKey, SecuritySummary, Unsatisfied, key_binding,
+};
+use ed25519_dalek::SigningKey;
+use rand_core::OsRng;
+
+const CODE: [u8; 32] = [0xc0; 32];
+const SIGNER: [u8; 32] = [0x51; 32];
+const NOW: u64 = 1_800_000_000;
+
+fn info_with(evidence: impl FnOnce(EnclaveReport) -> Evidence) -> EnclaveInstanceInfo {
+    let signing = SigningKey::generate(&mut OsRng).verifying_key().to_bytes();
+    let encryption = PrivateKey::generate(&mut OsRng).public_key();
+    let report = EnclaveReport {
+        code_hash: CODE,
+        code_signing_key_hash: SIGNER,
+        product_id: 3,
+        revocation_level: 2,
+        report_data: key_binding(&signing, &encryption),
+        timestamp_unix: NOW - 60,
+    };
+    EnclaveInstanceInfo::new(signing, encryption, evidence(report))
+}
+
+fn mock_info() -> EnclaveInstanceInfo {
+    info_with(Evidence::Mock)
+}
+
+fn simulated_info() -> EnclaveInstanceInfo {
+    let key = SigningKey::generate(&mut OsRng);
+    info_with(|r| Evidence::simulated_insecure(r, &key))
+}
+
+#[test]
+fn encode_decode_round_trip() {
+    for info in [mock_info(), simulated_info()] {
+        let bytes = info.encode();
+        assert_eq!(&bytes[..4], b"CEII");
+        assert_eq!(EnclaveInstanceInfo::decode(&bytes).unwrap(), info);
+    }
+}
+
+#[test]
+fn decode_rejects_damage() {
+    let bytes = mock_info().encode();
+    for len in 0..bytes.len() {
+        assert!(EnclaveInstanceInfo::decode(&bytes[..len]).is_err(), "prefix of {len} bytes accepted");
+    }
+    let mut bad = bytes.clone();
+    bad[5] = 2;
+    assert_eq!(EnclaveInstanceInfo::decode(&bad), Err(InfoError::UnsupportedVersion { found: 2, supported: 1 }));
+    let mut long = bytes;
+    long.push(0);
+    assert!(EnclaveInstanceInfo::decode(&long).is_err());
+}
+
+#[test]
+fn verify_reports_mode_identity_and_insecurity() {
+    let v = mock_info().verify(NOW).unwrap();
+    assert_eq!(v.mode, EnclaveMode::Mock);
+    assert_eq!(v.identity.code_hash, CODE);
+    assert_eq!(v.identity.signer.as_deref(), Some(&SIGNER[..]));
+    assert_eq!(v.identity.security, SecuritySummary::Insecure);
+    assert!(v.identity.security_reason.contains("mock"));
+    let json = v.to_json();
+    assert_eq!(json["code_hash"], hex::encode(CODE));
+    assert_eq!(json["security"]["summary"], "INSECURE");
+    assert_eq!(json["mode"], "MOCK");
+    let s = simulated_info().verify(NOW).unwrap();
+    assert_eq!(s.mode, EnclaveMode::Simulation);
+    assert!(s.identity.security_reason.contains("simulat"));
+}
+
+#[test]
+fn a_swapped_key_breaks_the_binding() {
+    for info in [mock_info(), simulated_info()] {
+        let other = PrivateKey::generate(&mut OsRng).public_key();
+        let swapped = EnclaveInstanceInfo::new(*info.data_signing_key(), other, info.evidence().clone());
+        assert!(matches!(swapped.verify(NOW), Err(InfoError::KeyBindingMismatch { .. })));
+        // Tampering with the encoded key is caught the same way.
+        let mut bytes = info.encode();
+        bytes[6 + 32] ^= 1;
+        let decoded = EnclaveInstanceInfo::decode(&bytes).unwrap();
+        assert!(matches!(decoded.verify(NOW), Err(InfoError::KeyBindingMismatch { .. })));
+    }
+}
+
+#[test]
+fn simulated_evidence_signature_covers_the_report() {
+    let info = simulated_info();
+    let mut bytes = info.encode();
+    // Flip a bit of the code hash inside the evidence.
+    let evidence_start = 4 + 2 + 32 + 32 + 1 + 4;
+    bytes[evidence_start] ^= 1;
+    let decoded = EnclaveInstanceInfo::decode(&bytes).unwrap();
+    assert_eq!(decoded.verify(NOW), Err(InfoError::BadSimulationSignature));
+}
+
+fn c() -> String {
+    format!("C:{}", hex::encode(CODE))
+}
+fn s() -> String {
+    format!("S:{}", hex::encode(SIGNER))
+}
+
+fn check(text: &str) -> Result<(), ConstraintError> {
+    EnclaveConstraint::parse(text)?.check(&mock_info(), NOW).map(|_| ())
+}
+
+fn unsatisfied(text: &str) -> Unsatisfied {
+    match check(text) {
+        Err(ConstraintError::NotSatisfied(u)) => u,
+        other => panic!("{text}: expected unsatisfied, got {other:?}"),
+    }
+}
+
+fn invalid_token(text: &str) -> String {
+    match EnclaveConstraint::parse(text) {
+        Err(ConstraintError::InvalidToken { token, .. }) => token,
+        other => panic!("{text}: expected an invalid token, got {other:?}"),
+    }
+}
+
+#[test]
+fn code_hash_rule() {
+    check(&format!("{} SEC:INSECURE", c())).unwrap();
+    check(&format!("C:{} {} SEC:INSECURE", hex::encode([1u8; 32]), c())).unwrap();
+    let u = unsatisfied(&format!("C:{} SEC:INSECURE", hex::encode([1u8; 32])));
+    assert!(
+        matches!(u, Unsatisfied::Identity { accepted_code_hashes: 1, ref code_hash, .. } if code_hash == &hex::encode(CODE))
+    );
+    assert!(u.to_string().contains(&hex::encode(CODE)));
+}
+
+#[test]
+fn signer_and_product_rules() {
+    check(&format!("{} PROD:3 SEC:INSECURE", s())).unwrap();
+    assert!(matches!(
+        unsatisfied(&format!("S:{} PROD:3 SEC:INSECURE", hex::encode([2u8; 32]))),
+        Unsatisfied::Identity { accepted_signers: 1, .. }
+    ));
+    assert_eq!(
+        unsatisfied(&format!("{} PROD:4 SEC:INSECURE", s())),
+        Unsatisfied::ProductId { expected: 4, actual: "3".into() }
+    );
+    assert_eq!(EnclaveConstraint::parse(&s()), Err(ConstraintError::MissingProductId));
+    assert_eq!(invalid_token(&format!("{} PROD:3", c())), "PROD:3");
+}
+
+#[test]
+fn revocation_rule() {
+    check(&format!("{} REVOKE:2 SEC:INSECURE", c())).unwrap();
+    assert_eq!(
+        unsatisfied(&format!("{} REVOKE:3 SEC:INSECURE", c())),
+        Unsatisfied::RevocationLevel { minimum: 3, actual: "2".into() }
+    );
+}
+
+#[test]
+fn security_rule_defaults_to_stale_and_insecure_must_be_asked_for() {
+    let u = unsatisfied(&c());
+    assert!(matches!(
+        u,
+        Unsatisfied::Security { minimum: SecuritySummary::Stale, actual: SecuritySummary::Insecure, .. }
+    ));
+    assert!(u.to_string().contains("mock"), "reason missing: {u}");
+    assert!(matches!(unsatisfied(&format!("{} SEC:SECURE", c())), Unsatisfied::Security { .. }));
+    check(&format!("{} SEC:INSECURE", c())).unwrap();
+}
+
+#[test]
+fn expiry_rule() {
+    check(&format!("{} SEC:INSECURE EXPIRE:PT2M", c())).unwrap();
+    assert_eq!(
+        unsatisfied(&format!("{} SEC:INSECURE EXPIRE:PT30S", c())),
+        Unsatisfied::Expired { period: "PT30S".into(), max_age_seconds: 30, age_seconds: 60 }
+    );
+    check(&format!("{} SEC:INSECURE EXPIRE:P1W", c())).unwrap();
+    assert_eq!(invalid_token(&format!("{} EXPIRE:30d", c())), "EXPIRE:30d");
+}
+
+#[test]
+fn at_least_one_identity_is_required() {
+    assert_eq!(EnclaveConstraint::parse("SEC:INSECURE"), Err(ConstraintError::NoIdentity));
+    assert_eq!(EnclaveConstraint::parse(""), Err(ConstraintError::NoIdentity));
+}
+
+#[test]
+fn duplicates_only_for_c_and_s() {
+    let twice = EnclaveConstraint::parse(&format!("{} {} C:{}", c(), c(), hex::encode([3u8; 32]))).unwrap();
+    assert_eq!(twice.to_string(), format!("{} C:{} SEC:STALE", c(), hex::encode([3u8; 32])));
+    EnclaveConstraint::parse(&format!("{} S:{} PROD:1", s(), hex::encode([4u8; 32]))).unwrap();
+    for dup in ["PROD:1 PROD:1", "REVOKE:1 REVOKE:2", "SEC:STALE SEC:STALE", "EXPIRE:P1D EXPIRE:P2D"] {
+        let text = format!("{} {dup}", s());
+        let token = invalid_token(&text);
+        assert_eq!(token, dup.split(' ').nth(1).unwrap(), "{text}");
+    }
+}
+
+#[test]
+fn malformed_tokens_are_named() {
+    for (text, token) in [
+        (format!("{} X:1", c()), "X:1"),
+        (format!("{} nocolon", c()), "nocolon"),
+        ("C:xyz".to_owned(), "C:xyz"),
+        (format!("C:{}", hex::encode([1u8; 20])), ""),
+        (format!("{} SEC:MEDIUM", c()), "SEC:MEDIUM"),
+        (format!("{} REVOKE:-1", c()), "REVOKE:-1"),
+        (format!("{} PROD:70000", s()), "PROD:70000"),
+        (format!("{} C:", c()), "C:"),
+    ] {
+        let got = invalid_token(&text);
+        if !token.is_empty() {
+            assert_eq!(got, token, "{text}");
+        }
+    }
+}
+
+#[test]
+fn canonical_form_parses_back_to_the_same_constraint() {
+    let text =
+        format!("  EXPIRE:P30D  SEC:INSECURE REVOKE:1 PROD:3 {} C:{}  ", s(), hex::encode([0xABu8; 48]).to_uppercase());
+    let parsed = EnclaveConstraint::parse(&text).unwrap();
+    let canonical = parsed.to_string();
+    assert_eq!(canonical, format!("C:{} {} PROD:3 REVOKE:1 SEC:INSECURE EXPIRE:P30D", hex::encode([0xABu8; 48]), s()));
+    assert_eq!(EnclaveConstraint::parse(&canonical).unwrap(), parsed);
+}
+
+#[test]
+fn a_tampered_binding_fails_the_constraint_check() {
+    let info = mock_info();
+    let other = PrivateKey::generate(&mut OsRng).public_key();
+    let swapped = EnclaveInstanceInfo::new(*info.data_signing_key(), other, info.evidence().clone());
+    let c = EnclaveConstraint::parse(&format!("{} SEC:INSECURE", c())).unwrap();
+    assert!(matches!(c.check(&swapped, NOW), Err(ConstraintError::Attestation(InfoError::KeyBindingMismatch { .. }))));
+}
