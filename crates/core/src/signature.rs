@@ -69,9 +69,7 @@ pub enum SignatureError {
         what: &'static str,
     },
     /// The input was written in a format version this code does not read.
-    #[error(
-        "unsupported signature format version {found}, this build supports version {supported}"
-    )]
+    #[error("unsupported signature format version {found}, this build supports version {supported}")]
     UnsupportedVersion {
         /// The version found in the input.
         found: u16,
@@ -116,12 +114,7 @@ pub struct EnclaveSignature {
 
 impl EnclaveSignature {
     /// Signs `code_hash` as product `product_id` at `revocation_level`.
-    pub fn sign(
-        signing_key: &SigningKey,
-        code_hash: [u8; 32],
-        product_id: u16,
-        revocation_level: u16,
-    ) -> Self {
+    pub fn sign(signing_key: &SigningKey, code_hash: [u8; 32], product_id: u16, revocation_level: u16) -> Self {
         let message = signed_message(&code_hash, product_id, revocation_level);
         let signature = signing_key.sign(&message);
         Self {
@@ -153,35 +146,21 @@ impl EnclaveSignature {
         let mut reader = Reader(bytes);
         let magic: [u8; 8] = reader.take("truncated before the magic bytes")?;
         if magic != MAGIC {
-            return Err(SignatureError::Malformed {
-                what: "not an enclave signature file (wrong magic bytes)",
-            });
+            return Err(SignatureError::Malformed { what: "not an enclave signature file (wrong magic bytes)" });
         }
         let version = u16::from_be_bytes(reader.take("truncated before the version")?);
         if version != FORMAT_VERSION {
-            return Err(SignatureError::UnsupportedVersion {
-                found: version,
-                supported: FORMAT_VERSION,
-            });
+            return Err(SignatureError::UnsupportedVersion { found: version, supported: FORMAT_VERSION });
         }
         let code_hash = reader.take("truncated in the code hash")?;
         let product_id = u16::from_be_bytes(reader.take("truncated in the product id")?);
-        let revocation_level =
-            u16::from_be_bytes(reader.take("truncated in the revocation level")?);
+        let revocation_level = u16::from_be_bytes(reader.take("truncated in the revocation level")?);
         let signer_public_key = reader.take("truncated in the signer's public key")?;
         let signature = reader.take("truncated in the signature")?;
         if !reader.0.is_empty() {
-            return Err(SignatureError::Malformed {
-                what: "trailing bytes after the signature",
-            });
+            return Err(SignatureError::Malformed { what: "trailing bytes after the signature" });
         }
-        Ok(Self {
-            code_hash,
-            product_id,
-            revocation_level,
-            signer_public_key,
-            signature,
-        })
+        Ok(Self { code_hash, product_id, revocation_level, signer_public_key, signature })
     }
 
     /// Checks the Ed25519 signature, then that it was made for `actual_code_hash`,
@@ -191,17 +170,12 @@ impl EnclaveSignature {
     /// non-canonical signatures are rejected, so one signed statement has one
     /// encoding.
     pub fn verify(&self, actual_code_hash: &[u8; 32]) -> Result<(), SignatureError> {
-        let key = VerifyingKey::from_bytes(&self.signer_public_key)
-            .map_err(|_| SignatureError::BadSignature)?;
+        let key = VerifyingKey::from_bytes(&self.signer_public_key).map_err(|_| SignatureError::BadSignature)?;
         let signature = Signature::from_bytes(&self.signature);
         let message = signed_message(&self.code_hash, self.product_id, self.revocation_level);
-        key.verify_strict(&message, &signature)
-            .map_err(|_| SignatureError::BadSignature)?;
+        key.verify_strict(&message, &signature).map_err(|_| SignatureError::BadSignature)?;
         if &self.code_hash != actual_code_hash {
-            return Err(SignatureError::CodeHashMismatch {
-                expected: self.code_hash,
-                actual: *actual_code_hash,
-            });
+            return Err(SignatureError::CodeHashMismatch { expected: self.code_hash, actual: *actual_code_hash });
         }
         Ok(())
     }
@@ -263,10 +237,7 @@ struct Reader<'a>(&'a [u8]);
 
 impl Reader<'_> {
     fn take<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], SignatureError> {
-        let (head, rest) = self
-            .0
-            .split_first_chunk::<N>()
-            .ok_or(SignatureError::Malformed { what })?;
+        let (head, rest) = self.0.split_first_chunk::<N>().ok_or(SignatureError::Malformed { what })?;
         self.0 = rest;
         Ok(*head)
     }
@@ -324,20 +295,13 @@ pub fn decode_signing_key(text: &str) -> Result<SigningKey, SignatureError> {
         what: "signing key file must be one line 'conclave-enclave-signing-key-v1 <64 hex digits>'",
     };
     let (tag, hex_key) = text.trim().split_once(' ').ok_or(MALFORMED)?;
-    let version: u16 = tag
-        .strip_prefix(KEY_TAG_PREFIX)
-        .and_then(|v| v.parse().ok())
-        .ok_or(MALFORMED)?;
+    let version: u16 = tag.strip_prefix(KEY_TAG_PREFIX).and_then(|v| v.parse().ok()).ok_or(MALFORMED)?;
     if version != KEY_FORMAT_VERSION {
-        return Err(SignatureError::UnsupportedVersion {
-            found: version,
-            supported: KEY_FORMAT_VERSION,
-        });
+        return Err(SignatureError::UnsupportedVersion { found: version, supported: KEY_FORMAT_VERSION });
     }
     let mut secret = Zeroizing::new([0u8; 32]);
-    hex::decode_to_slice(hex_key.trim(), &mut *secret).map_err(|_| SignatureError::Malformed {
-        what: "signing key must be 64 hex digits",
-    })?;
+    hex::decode_to_slice(hex_key.trim(), &mut *secret)
+        .map_err(|_| SignatureError::Malformed { what: "signing key must be 64 hex digits" })?;
     Ok(SigningKey::from_bytes(&secret))
 }
 
@@ -356,10 +320,7 @@ mod tests {
     #[test]
     fn code_hash_is_sha256_of_the_bytes() {
         // SHA-256("abc"), FIPS 180-2 appendix B.1.
-        assert_eq!(
-            hex::encode(code_hash(b"abc")),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(hex::encode(code_hash(b"abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]
@@ -405,24 +366,16 @@ mod tests {
             tampered[byte] ^= 1 << (byte % 8);
             let outcome = EnclaveSignature::decode(&tampered).and_then(|s| s.verify(&hash));
             match byte {
-                0..8 => assert!(
-                    matches!(outcome, Err(SignatureError::Malformed { .. })),
-                    "magic bit {bit}: {outcome:?}"
-                ),
+                0..8 => {
+                    assert!(matches!(outcome, Err(SignatureError::Malformed { .. })), "magic bit {bit}: {outcome:?}")
+                }
                 8..10 => assert!(
-                    matches!(
-                        outcome,
-                        Err(SignatureError::UnsupportedVersion { supported: 1, .. })
-                    ),
+                    matches!(outcome, Err(SignatureError::UnsupportedVersion { supported: 1, .. })),
                     "version bit {bit}: {outcome:?}"
                 ),
                 // Code hash, product id, revocation level, public key and
                 // signature are all covered by the signature check.
-                _ => assert_eq!(
-                    outcome,
-                    Err(SignatureError::BadSignature),
-                    "bit {bit} in byte {byte}"
-                ),
+                _ => assert_eq!(outcome, Err(SignatureError::BadSignature), "bit {bit} in byte {byte}"),
             }
         }
     }
@@ -432,13 +385,7 @@ mod tests {
         let (_, hash, signature) = signed();
         let other = code_hash(b"a different binary");
         let err = signature.verify(&other).unwrap_err();
-        assert_eq!(
-            err,
-            SignatureError::CodeHashMismatch {
-                expected: hash,
-                actual: other
-            }
-        );
+        assert_eq!(err, SignatureError::CodeHashMismatch { expected: hash, actual: other });
         let message = err.to_string();
         assert!(message.contains(&hex::encode(hash)), "{message}");
         assert!(message.contains(&hex::encode(other)), "{message}");
@@ -451,17 +398,8 @@ mod tests {
         let mut bytes = signature.encode();
         bytes[8..10].copy_from_slice(&2u16.to_be_bytes());
         let err = EnclaveSignature::decode(&bytes).unwrap_err();
-        assert_eq!(
-            err,
-            SignatureError::UnsupportedVersion {
-                found: 2,
-                supported: 1
-            }
-        );
-        assert_eq!(
-            err.to_string(),
-            "unsupported signature format version 2, this build supports version 1"
-        );
+        assert_eq!(err, SignatureError::UnsupportedVersion { found: 2, supported: 1 });
+        assert_eq!(err.to_string(), "unsupported signature format version 2, this build supports version 1");
     }
 
     #[test]
@@ -470,10 +408,7 @@ mod tests {
         let bytes = signature.encode();
         for len in 0..bytes.len() {
             assert!(
-                matches!(
-                    EnclaveSignature::decode(&bytes[..len]),
-                    Err(SignatureError::Malformed { .. })
-                ),
+                matches!(EnclaveSignature::decode(&bytes[..len]), Err(SignatureError::Malformed { .. })),
                 "length {len}"
             );
         }
@@ -481,9 +416,7 @@ mod tests {
         longer.push(0);
         assert_eq!(
             EnclaveSignature::decode(&longer),
-            Err(SignatureError::Malformed {
-                what: "trailing bytes after the signature"
-            })
+            Err(SignatureError::Malformed { what: "trailing bytes after the signature" })
         );
     }
 
@@ -528,12 +461,8 @@ mod tests {
             assert!(!shown.contains(&hex_secret[..16]), "leaks secret: {shown}");
         }
         assert_eq!(
-            decode_signing_key(&format!("conclave-enclave-signing-key-v2 {hex_secret}"))
-                .unwrap_err(),
-            SignatureError::UnsupportedVersion {
-                found: 2,
-                supported: 1
-            }
+            decode_signing_key(&format!("conclave-enclave-signing-key-v2 {hex_secret}")).unwrap_err(),
+            SignatureError::UnsupportedVersion { found: 2, supported: 1 }
         );
     }
 
