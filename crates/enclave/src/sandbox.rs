@@ -244,8 +244,9 @@ mod imp {
 
     static ENTERED: AtomicBool = AtomicBool::new(false);
 
-    /// The newest landlock ABI this code was written and tested against; the
-    /// ruleset handles everything it defines.
+    /// The newest landlock ABI the `landlock` crate knows. The ruleset asks for
+    /// everything it defines; best-effort mode lets an older kernel enforce
+    /// what it supports, and the report then says "partially enforced".
     const LANDLOCK_ABI: ABI = ABI::V10;
 
     pub(super) fn enter_sandbox(options: &SandboxOptions) -> Result<SandboxReport, SandboxError> {
