@@ -49,11 +49,8 @@ pub(crate) fn verify(
     now: u64,
     roots: &TrustRoots,
 ) -> Result<VerifiedEvidence, AttestationError> {
-    let collateral: QuoteCollateralV3 =
-        serde_json::from_slice(collateral_json).map_err(|e| AttestationError::Malformed {
-            what: "dcap collateral json",
-            reason: e.to_string(),
-        })?;
+    let collateral: QuoteCollateralV3 = serde_json::from_slice(collateral_json)
+        .map_err(|e| AttestationError::Malformed { what: "dcap collateral json", reason: e.to_string() })?;
     let quote = Quote::parse(raw_quote).map_err(|e| AttestationError::Malformed {
         what: match tee {
             Tee::Sgx => "sgx quote",
@@ -75,9 +72,7 @@ pub(crate) fn verify(
     // so a developer can still see their measurement. `allow_debug` only lifts
     // dcap-qvl's own refusal; everything else stays strict.
     let verifier = QuoteVerifier::new(roots.intel_sgx_root.clone()).allow_debug(true);
-    let report = verifier
-        .verify(raw_quote, &collateral, now)
-        .map_err(|e| classify(tee, &e))?;
+    let report = verifier.verify(raw_quote, &collateral, now).map_err(|e| classify(tee, &e))?;
 
     let mut out = match (tee, &report.report) {
         (Tee::Sgx, dcap_qvl::quote::Report::SgxEnclave(r)) => VerifiedEvidence {
@@ -98,9 +93,9 @@ pub(crate) fn verify(
             timestamp_unix: now,
         },
         (Tee::Tdx, r) => {
-            let td = r.as_td10().ok_or_else(|| AttestationError::Unsupported {
-                what: "tdx quote without a td report body".into(),
-            })?;
+            let td = r
+                .as_td10()
+                .ok_or_else(|| AttestationError::Unsupported { what: "tdx quote without a td report body".into() })?;
             VerifiedEvidence {
                 kind: EvidenceKind::Tdx,
                 measurement: td.mr_td.to_vec(),
@@ -149,25 +144,17 @@ fn summarise(
         "UpToDate" => "platform is up to date",
         "SWHardeningNeeded" => "platform is up to date but software hardening is needed",
         "ConfigurationNeeded" => "platform is up to date but its configuration needs changing",
-        "ConfigurationAndSWHardeningNeeded" => {
-            "platform needs configuration changes and software hardening"
-        }
+        "ConfigurationAndSWHardeningNeeded" => "platform needs configuration changes and software hardening",
         "OutOfDate" => "platform tcb is out of date",
-        "OutOfDateConfigurationNeeded" => {
-            "platform tcb is out of date and its configuration needs changing"
-        }
+        "OutOfDateConfigurationNeeded" => "platform tcb is out of date and its configuration needs changing",
         "TDRelaunchAdvised" | "TDRelaunchAdvisedConfigurationNeeded" => {
             "td launched on an out-of-date tcb; a relaunch is advised"
         }
         "Revoked" => {
-            return Err(AttestationError::Revoked {
-                detail: format!("intel tcb status Revoked, {advisories}"),
-            });
+            return Err(AttestationError::Revoked { detail: format!("intel tcb status Revoked, {advisories}") });
         }
         other => {
-            return Err(AttestationError::Unsupported {
-                what: format!("intel tcb status {other:?}"),
-            });
+            return Err(AttestationError::Unsupported { what: format!("intel tcb status {other:?}") });
         }
     };
     if debug {
@@ -180,15 +167,8 @@ fn summarise(
             format!("{what}: the host can read its memory (intel tcb status {status})"),
         ));
     }
-    let security = if status == "UpToDate" {
-        SecuritySummary::Secure
-    } else {
-        SecuritySummary::Stale
-    };
-    Ok((
-        security,
-        format!("intel tcb status {status}: {meaning}; {advisories}"),
-    ))
+    let security = if status == "UpToDate" { SecuritySummary::Secure } else { SecuritySummary::Stale };
+    Ok((security, format!("intel tcb status {status}: {meaning}; {advisories}")))
 }
 
 /// Checks every dated item against `now`, so that an expired or not-yet-valid item is
@@ -199,42 +179,26 @@ fn check_collateral_windows(
     now: u64,
     roots: &TrustRoots,
 ) -> Result<(), AttestationError> {
-    let tcb_info: dcap_qvl::TcbInfo =
-        serde_json::from_str(&collateral.tcb_info).map_err(|e| AttestationError::Malformed {
-            what: "tcb info json",
-            reason: e.to_string(),
-        })?;
-    let (from, to) = (
-        rfc3339("tcb info issueDate", &tcb_info.issue_date)?,
-        rfc3339("tcb info nextUpdate", &tcb_info.next_update)?,
-    );
+    let tcb_info: dcap_qvl::TcbInfo = serde_json::from_str(&collateral.tcb_info)
+        .map_err(|e| AttestationError::Malformed { what: "tcb info json", reason: e.to_string() })?;
+    let (from, to) =
+        (rfc3339("tcb info issueDate", &tcb_info.issue_date)?, rfc3339("tcb info nextUpdate", &tcb_info.next_update)?);
     x509::check_window(|| "tcb info collateral".into(), now, from, to)?;
 
     let qe_identity: dcap_qvl::QeIdentity = serde_json::from_str(&collateral.qe_identity)
-        .map_err(|e| AttestationError::Malformed {
-            what: "qe identity json",
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| AttestationError::Malformed { what: "qe identity json", reason: e.to_string() })?;
     let (from, to) = (
         rfc3339("qe identity issueDate", &qe_identity.issue_date)?,
         rfc3339("qe identity nextUpdate", &qe_identity.next_update)?,
     );
     x509::check_window(|| "qe identity collateral".into(), now, from, to)?;
 
-    for (name, der) in [
-        ("root ca crl", &collateral.root_ca_crl),
-        ("pck crl", &collateral.pck_crl),
-    ] {
-        let crl = CertificateList::from_der(der).map_err(|e| AttestationError::Malformed {
-            what: "collateral crl",
-            reason: format!("{name}: {e}"),
-        })?;
+    for (name, der) in [("root ca crl", &collateral.root_ca_crl), ("pck crl", &collateral.pck_crl)] {
+        let crl = CertificateList::from_der(der)
+            .map_err(|e| AttestationError::Malformed { what: "collateral crl", reason: format!("{name}: {e}") })?;
         let from = crl.tbs_cert_list.this_update.to_unix_duration().as_secs();
         // A CRL without nextUpdate never expires by itself.
-        let to = crl
-            .tbs_cert_list
-            .next_update
-            .map_or(u64::MAX, |t| t.to_unix_duration().as_secs());
+        let to = crl.tbs_cert_list.next_update.map_or(u64::MAX, |t| t.to_unix_duration().as_secs());
         x509::check_window(|| name.to_owned(), now, from, to)?;
     }
 
@@ -243,19 +207,12 @@ fn check_collateral_windows(
     // Intel's issuer chains end with the root itself. Comparing it with the pinned
     // root names the problem precisely; dcap-qvl would only report that the root CA
     // CRL does not verify under the pinned key.
-    let tcb_chain = x509::parse_pem_chain(
-        collateral.tcb_info_issuer_chain.as_bytes(),
-        "tcb info issuer chain",
-    )?;
+    let tcb_chain = x509::parse_pem_chain(collateral.tcb_info_issuer_chain.as_bytes(), "tcb info issuer chain")?;
     if let Some(top) = tcb_chain.last() {
         let self_signed = top.tbs_certificate.issuer == top.tbs_certificate.subject;
         if self_signed && x509::to_der(top) != x509::to_der(&root) {
             return Err(AttestationError::UntrustedRoot {
-                kind: if quote.header.tee_type == 0 {
-                    EvidenceKind::SgxDcap
-                } else {
-                    EvidenceKind::Tdx
-                },
+                kind: if quote.header.tee_type == 0 { EvidenceKind::SgxDcap } else { EvidenceKind::Tdx },
                 detail: format!(
                     "collateral chains end in {}, which is not the pinned {}",
                     x509::describe(top, "root"),
@@ -266,10 +223,7 @@ fn check_collateral_windows(
     }
     for (what, pem) in [
         ("tcb info issuer chain", collateral.tcb_info_issuer_chain.as_bytes()),
-        (
-            "qe identity issuer chain",
-            collateral.qe_identity_issuer_chain.as_bytes(),
-        ),
+        ("qe identity issuer chain", collateral.qe_identity_issuer_chain.as_bytes()),
         ("pck crl issuer chain", collateral.pck_crl_issuer_chain.as_bytes()),
     ] {
         for cert in x509::parse_pem_chain(pem, what)? {
@@ -329,9 +283,39 @@ fn classify(tee: Tee, err: &dyn std::fmt::Display) -> AttestationError {
             detail: format!("chain does not lead to the pinned intel sgx root ca ({message})"),
         }
     } else {
-        AttestationError::Vendor {
-            kind: tee.kind(),
-            message,
+        AttestationError::Vendor { kind: tee.kind(), message }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intel_statuses_map_to_summaries() {
+        let none: &[String] = &[];
+        let map = |status| summarise(status, none, false, Tee::Sgx).map(|(s, _)| s);
+        assert_eq!(map("UpToDate").unwrap(), SecuritySummary::Secure);
+        for stale in [
+            "SWHardeningNeeded",
+            "ConfigurationNeeded",
+            "ConfigurationAndSWHardeningNeeded",
+            "OutOfDate",
+            "OutOfDateConfigurationNeeded",
+            "TDRelaunchAdvised",
+        ] {
+            assert_eq!(map(stale).unwrap(), SecuritySummary::Stale, "{stale}");
         }
+        assert!(matches!(map("Revoked"), Err(AttestationError::Revoked { .. })));
+        assert!(matches!(map("Whatever"), Err(AttestationError::Unsupported { .. })));
+    }
+
+    #[test]
+    fn a_debug_enclave_is_insecure_whatever_its_tcb() {
+        let (summary, reason) = summarise("UpToDate", &[], true, Tee::Tdx).unwrap();
+        assert_eq!(summary, SecuritySummary::Insecure);
+        assert!(reason.contains("debug"), "{reason}");
+        // Revoked stays an error even for a debug enclave.
+        assert!(summarise("Revoked", &[], true, Tee::Sgx).is_err());
     }
 }

@@ -176,10 +176,7 @@ impl fmt::Display for Timestamp {
         let formatted = i64::try_from(self.0)
             .ok()
             .and_then(|secs| time::OffsetDateTime::from_unix_timestamp(secs).ok())
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            });
+            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok());
         match formatted {
             Some(text) => write!(f, "{text} ({})", self.0),
             None => write!(f, "unix {}", self.0),

@@ -80,9 +80,7 @@ pub use roots::TrustRoots;
 /// How much a verified enclave can be trusted, from worst to best.
 ///
 /// Ordered: `Insecure < Stale < Secure`, so a constraint's minimum is a comparison.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum SecuritySummary {
     /// No hardware protection can be relied on (debug enclave, mock, simulation).
@@ -152,12 +150,8 @@ pub enum EvidenceKind {
 
 impl EvidenceKind {
     /// All kinds, in tag order.
-    pub const ALL: [EvidenceKind; 4] = [
-        EvidenceKind::SgxDcap,
-        EvidenceKind::Tdx,
-        EvidenceKind::SevSnp,
-        EvidenceKind::Nitro,
-    ];
+    pub const ALL: [EvidenceKind; 4] =
+        [EvidenceKind::SgxDcap, EvidenceKind::Tdx, EvidenceKind::SevSnp, EvidenceKind::Nitro];
 
     /// The name used on the command line and in JSON.
     pub fn as_str(self) -> &'static str {
@@ -180,14 +174,11 @@ impl FromStr for EvidenceKind {
     type Err = ParseNameError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        EvidenceKind::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == s)
-            .ok_or_else(|| ParseNameError {
-                what: "evidence kind",
-                found: s.to_owned(),
-                expected: "sgx-dcap, tdx, sev-snp, nitro",
-            })
+        EvidenceKind::ALL.into_iter().find(|kind| kind.as_str() == s).ok_or_else(|| ParseNameError {
+            what: "evidence kind",
+            found: s.to_owned(),
+            expected: "sgx-dcap, tdx, sev-snp, nitro",
+        })
     }
 }
 
@@ -245,11 +236,7 @@ impl HardwareEvidence {
 
     /// Verifies the evidence at `now_unix` against the given roots instead of the
     /// pinned ones. Meant for tests and for deployments that pin roots themselves.
-    pub fn verify_with_roots(
-        &self,
-        now_unix: u64,
-        roots: &TrustRoots,
-    ) -> Result<VerifiedEvidence, AttestationError> {
+    pub fn verify_with_roots(&self, now_unix: u64, roots: &TrustRoots) -> Result<VerifiedEvidence, AttestationError> {
         match self {
             HardwareEvidence::SgxDcap { quote, collateral } => {
                 dcap::verify(dcap::Tee::Sgx, quote, collateral, now_unix, roots)
@@ -257,11 +244,7 @@ impl HardwareEvidence {
             HardwareEvidence::Tdx { quote, collateral } => {
                 dcap::verify(dcap::Tee::Tdx, quote, collateral, now_unix, roots)
             }
-            HardwareEvidence::SevSnp {
-                report,
-                vcek,
-                chain,
-            } => snp::verify(report, vcek, chain, now_unix, roots),
+            HardwareEvidence::SevSnp { report, vcek, chain } => snp::verify(report, vcek, chain, now_unix, roots),
             HardwareEvidence::Nitro { document } => nitro::verify(document, now_unix, roots),
         }
     }
@@ -320,10 +303,7 @@ mod hex_bytes {
 }
 
 mod hex_option {
-    pub(crate) fn serialize<S: serde::Serializer>(
-        bytes: &Option<Vec<u8>>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: serde::Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
         match bytes {
             Some(bytes) => s.serialize_some(&hex::encode(bytes)),
             None => s.serialize_none(),
@@ -339,11 +319,7 @@ mod tests {
     fn security_summary_orders_and_round_trips() {
         assert!(SecuritySummary::Insecure < SecuritySummary::Stale);
         assert!(SecuritySummary::Stale < SecuritySummary::Secure);
-        for s in [
-            SecuritySummary::Insecure,
-            SecuritySummary::Stale,
-            SecuritySummary::Secure,
-        ] {
+        for s in [SecuritySummary::Insecure, SecuritySummary::Stale, SecuritySummary::Secure] {
             assert_eq!(s.to_string().parse::<SecuritySummary>().unwrap(), s);
         }
         assert!("secure".parse::<SecuritySummary>().is_err());

@@ -34,30 +34,19 @@ struct Payload {
     user_data: Option<Vec<u8>>,
 }
 
-pub(crate) fn verify(
-    document: &[u8],
-    now: u64,
-    roots: &TrustRoots,
-) -> Result<VerifiedEvidence, AttestationError> {
+pub(crate) fn verify(document: &[u8], now: u64, roots: &TrustRoots) -> Result<VerifiedEvidence, AttestationError> {
     // `from_slice` reads the untagged form; a tagged (18) document is not what the
     // Nitro hypervisor produces.
-    let sign1 = CoseSign1::from_slice(document).map_err(|e| AttestationError::Malformed {
-        what: "nitro cose_sign1",
-        reason: e.to_string(),
-    })?;
+    let sign1 = CoseSign1::from_slice(document)
+        .map_err(|e| AttestationError::Malformed { what: "nitro cose_sign1", reason: e.to_string() })?;
     let alg = sign1.protected.header.alg.clone();
     if alg != Some(coset::Algorithm::Assigned(iana::Algorithm::ES384)) {
-        return Err(AttestationError::Unsupported {
-            what: format!("nitro cose algorithm {alg:?} (expected ES384)"),
-        });
+        return Err(AttestationError::Unsupported { what: format!("nitro cose algorithm {alg:?} (expected ES384)") });
     }
     let payload_bytes = sign1
         .payload
         .as_deref()
-        .ok_or_else(|| AttestationError::Malformed {
-            what: "nitro cose_sign1",
-            reason: "detached payload".into(),
-        })?;
+        .ok_or_else(|| AttestationError::Malformed { what: "nitro cose_sign1", reason: "detached payload".into() })?;
     let payload = parse_payload(payload_bytes)?;
 
     let chain = verify_chain(&payload, now, roots)?;
@@ -73,17 +62,9 @@ pub(crate) fn verify(
         })
         .map_err(|()| AttestationError::Signature(SignedItem::NitroDocument))?;
 
-    let pcr = |index: u64| {
-        payload
-            .pcrs
-            .iter()
-            .find(|(i, _)| *i == index)
-            .map(|(_, v)| v.clone())
-    };
-    let pcr0 = pcr(0).ok_or_else(|| AttestationError::Malformed {
-        what: "nitro payload",
-        reason: "pcrs has no PCR0".into(),
-    })?;
+    let pcr = |index: u64| payload.pcrs.iter().find(|(i, _)| *i == index).map(|(_, v)| v.clone());
+    let pcr0 = pcr(0)
+        .ok_or_else(|| AttestationError::Malformed { what: "nitro payload", reason: "pcrs has no PCR0".into() })?;
     // Enclaves started in debug mode report all-zero PCRs.
     let debug = pcr0.iter().all(|&b| b == 0);
     let signer = pcr(8).filter(|v| v.iter().any(|&b| b != 0));
@@ -120,10 +101,7 @@ pub(crate) fn verify(
 }
 
 fn malformed(reason: impl Into<String>) -> AttestationError {
-    AttestationError::Malformed {
-        what: "nitro payload",
-        reason: reason.into(),
-    }
+    AttestationError::Malformed { what: "nitro payload", reason: reason.into() }
 }
 
 fn parse_payload(bytes: &[u8]) -> Result<Payload, AttestationError> {
@@ -131,12 +109,7 @@ fn parse_payload(bytes: &[u8]) -> Result<Payload, AttestationError> {
     let Value::Map(entries) = value else {
         return Err(malformed("not a cbor map"));
     };
-    let get = |key: &str| {
-        entries
-            .iter()
-            .find(|(k, _)| k.as_text() == Some(key))
-            .map(|(_, v)| v)
-    };
+    let get = |key: &str| entries.iter().find(|(k, _)| k.as_text() == Some(key)).map(|(_, v)| v);
     let bytes_field = |key: &'static str| -> Result<Vec<u8>, AttestationError> {
         match get(key) {
             Some(Value::Bytes(b)) => Ok(b.clone()),
@@ -181,10 +154,7 @@ fn parse_payload(bytes: &[u8]) -> Result<Payload, AttestationError> {
             return Err(malformed(format!("pcr{index} is not a byte string")));
         };
         if value.len() != 48 {
-            return Err(malformed(format!(
-                "pcr{index} has {} bytes, expected 48 for SHA384",
-                value.len()
-            )));
+            return Err(malformed(format!("pcr{index} has {} bytes, expected 48 for SHA384", value.len())));
         }
         pcrs.push((index, value.clone()));
     }
@@ -199,21 +169,11 @@ fn parse_payload(bytes: &[u8]) -> Result<Payload, AttestationError> {
             .collect::<Result<Vec<_>, _>>()?,
         _ => return Err(malformed("cabundle is missing or not an array")),
     };
-    Ok(Payload {
-        timestamp_ms,
-        pcrs,
-        certificate,
-        cabundle,
-        user_data: optional_bytes("user_data")?,
-    })
+    Ok(Payload { timestamp_ms, pcrs, certificate, cabundle, user_data: optional_bytes("user_data")? })
 }
 
 /// Verifies `cabundle` (root first) and the leaf; returns the chain, root first.
-fn verify_chain(
-    payload: &Payload,
-    now: u64,
-    roots: &TrustRoots,
-) -> Result<Vec<Certificate>, AttestationError> {
+fn verify_chain(payload: &Payload, now: u64, roots: &TrustRoots) -> Result<Vec<Certificate>, AttestationError> {
     let pinned = x509::parse_one(&roots.aws_nitro_root, "pinned aws nitro root")?;
     let Some(first) = payload.cabundle.first() else {
         return Err(AttestationError::Certificate {
@@ -232,10 +192,7 @@ fn verify_chain(
     for (i, der) in payload.cabundle.iter().enumerate() {
         chain.push((x509::parse_one(der, "nitro cabundle")?, format!("cabundle[{i}]")));
     }
-    chain.push((
-        x509::parse_one(&payload.certificate, "nitro leaf")?,
-        "leaf".to_owned(),
-    ));
+    chain.push((x509::parse_one(&payload.certificate, "nitro leaf")?, "leaf".to_owned()));
 
     for (cert, role) in &chain {
         x509::check_validity(cert, role, now)?;
@@ -255,48 +212,32 @@ fn check_issued_by(
     issuer: &Certificate,
     issuer_role: &str,
 ) -> Result<(), AttestationError> {
-    let fail = |problem| AttestationError::Certificate {
-        certificate: x509::describe(subject, subject_role),
-        problem,
-    };
+    let fail = |problem| AttestationError::Certificate { certificate: x509::describe(subject, subject_role), problem };
     let issuer_name = x509::describe(issuer, issuer_role);
     if !x509::is_ca(issuer) {
-        return Err(AttestationError::Certificate {
-            certificate: issuer_name,
-            problem: CertificateProblem::NotCa,
-        });
+        return Err(AttestationError::Certificate { certificate: issuer_name, problem: CertificateProblem::NotCa });
     }
     if subject.tbs_certificate.issuer != issuer.tbs_certificate.subject {
-        return Err(fail(CertificateProblem::IssuerMismatch {
-            issuer: issuer_name,
-        }));
+        return Err(fail(CertificateProblem::IssuerMismatch { issuer: issuer_name }));
     }
     let alg = subject.signature_algorithm.oid.to_string();
     if alg != ECDSA_WITH_SHA384 {
         return Err(fail(CertificateProblem::UnsupportedAlgorithm(alg)));
     }
     let key = verifying_key(issuer, issuer_role)?;
-    let tbs = subject
-        .tbs_certificate
-        .to_der()
-        .map_err(|e| fail(CertificateProblem::Malformed(e.to_string())))?;
+    let tbs = subject.tbs_certificate.to_der().map_err(|e| fail(CertificateProblem::Malformed(e.to_string())))?;
     let signature = subject
         .signature
         .as_bytes()
         .and_then(|der| Signature::from_der(der).ok())
         .ok_or_else(|| fail(CertificateProblem::Malformed("bad ecdsa signature".into())))?;
-    key.verify(&tbs, &signature)
-        .map_err(|_| fail(CertificateProblem::BadSignature { issuer: issuer_name }))
+    key.verify(&tbs, &signature).map_err(|_| fail(CertificateProblem::BadSignature { issuer: issuer_name }))
 }
 
 fn verifying_key(cert: &Certificate, role: &str) -> Result<VerifyingKey, AttestationError> {
     let spki = &cert.tbs_certificate.subject_public_key_info;
-    VerifyingKey::from_sec1_bytes(spki.subject_public_key.raw_bytes()).map_err(|_| {
-        AttestationError::Certificate {
-            certificate: x509::describe(cert, role),
-            problem: CertificateProblem::UnsupportedAlgorithm(
-                "public key is not ecdsa p-384".into(),
-            ),
-        }
+    VerifyingKey::from_sec1_bytes(spki.subject_public_key.raw_bytes()).map_err(|_| AttestationError::Certificate {
+        certificate: x509::describe(cert, role),
+        problem: CertificateProblem::UnsupportedAlgorithm("public key is not ecdsa p-384".into()),
     })
 }

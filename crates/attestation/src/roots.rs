@@ -26,11 +26,7 @@ impl TrustRoots {
     pub fn pinned() -> Self {
         TrustRoots {
             intel_sgx_root: INTEL_SGX_ROOT_CA.to_vec(),
-            amd_arks: vec![
-                AMD_ARK_MILAN.to_vec(),
-                AMD_ARK_GENOA.to_vec(),
-                AMD_ARK_TURIN.to_vec(),
-            ],
+            amd_arks: vec![AMD_ARK_MILAN.to_vec(), AMD_ARK_GENOA.to_vec(), AMD_ARK_TURIN.to_vec()],
             aws_nitro_root: AWS_NITRO_ROOT_G1.to_vec(),
         }
     }

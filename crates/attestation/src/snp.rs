@@ -36,11 +36,8 @@ pub(crate) fn verify(
     now: u64,
     roots: &TrustRoots,
 ) -> Result<VerifiedEvidence, AttestationError> {
-    let report =
-        AttestationReport::from_bytes(raw_report).map_err(|e| AttestationError::Malformed {
-            what: "sev-snp report",
-            reason: e.to_string(),
-        })?;
+    let report = AttestationReport::from_bytes(raw_report)
+        .map_err(|e| AttestationError::Malformed { what: "sev-snp report", reason: e.to_string() })?;
     // `sev` verifies the signature over its own re-encoding of the parsed report. If
     // the raw bytes hold anything the parser does not model (non-zero reserved bytes),
     // those bytes would escape the signature; refuse such a report outright.
@@ -57,14 +54,9 @@ pub(crate) fn verify(
 
     let vcek = x509::parse_one(vcek_der, "vcek")?;
     let chain = x509::parse_pem_chain(chain_pem, "sev-snp ask/ark chain")?;
-    let [ask, ark] = <[Certificate; 2]>::try_from(chain).map_err(|chain| {
-        AttestationError::Certificate {
-            certificate: "sev-snp ask/ark chain".into(),
-            problem: CertificateProblem::Chain(format!(
-                "expected 2 certificates (ask, then ark), found {}",
-                chain.len()
-            )),
-        }
+    let [ask, ark] = <[Certificate; 2]>::try_from(chain).map_err(|chain| AttestationError::Certificate {
+        certificate: "sev-snp ask/ark chain".into(),
+        problem: CertificateProblem::Chain(format!("expected 2 certificates (ask, then ark), found {}", chain.len())),
     })?;
 
     pin_ark(&ark, roots)?;
@@ -73,46 +65,31 @@ pub(crate) fn verify(
     }
     check_product(&vcek, &ask)?;
 
-    let (sev_ark, sev_ask, sev_vcek) = (
-        SevCertificate::from(ark.clone()),
-        SevCertificate::from(ask.clone()),
-        SevCertificate::from(vcek.clone()),
-    );
+    let (sev_ark, sev_ask, sev_vcek) =
+        (SevCertificate::from(ark.clone()), SevCertificate::from(ask.clone()), SevCertificate::from(vcek.clone()));
     for (issuer, issuer_role, subject, subject_role, cert) in [
         (&sev_ark, "ark", &sev_ark, "ark", &ark),
         (&sev_ark, "ark", &sev_ask, "ask", &ask),
         (&sev_ask, "ask", &sev_vcek, "vcek", &vcek),
     ] {
-        (issuer, subject)
-            .verify()
-            .map_err(|_| AttestationError::Certificate {
-                certificate: x509::describe(cert, subject_role),
-                problem: CertificateProblem::BadSignature {
-                    issuer: x509::describe(
-                        if issuer_role == "ark" { &ark } else { &ask },
-                        issuer_role,
-                    ),
-                },
-            })?;
+        (issuer, subject).verify().map_err(|_| AttestationError::Certificate {
+            certificate: x509::describe(cert, subject_role),
+            problem: CertificateProblem::BadSignature {
+                issuer: x509::describe(if issuer_role == "ark" { &ark } else { &ask }, issuer_role),
+            },
+        })?;
     }
 
     check_vcek_matches_report(&vcek, &report)?;
 
-    (&sev_vcek, &report)
-        .verify()
-        .map_err(|_| AttestationError::Signature(SignedItem::SnpReport))?;
+    (&sev_vcek, &report).verify().map_err(|_| AttestationError::Signature(SignedItem::SnpReport))?;
 
     let debug = report.policy.debug_allowed();
     let tcb = &report.reported_tcb;
-    let tcb_text = format!(
-        "bootloader {}, tee {}, snp {}, microcode {}",
-        tcb.bootloader, tcb.tee, tcb.snp, tcb.microcode
-    );
+    let tcb_text =
+        format!("bootloader {}, tee {}, snp {}, microcode {}", tcb.bootloader, tcb.tee, tcb.snp, tcb.microcode);
     let (security, security_reason) = if debug {
-        (
-            SecuritySummary::Insecure,
-            "guest policy allows debugging: the host can read guest memory".to_owned(),
-        )
+        (SecuritySummary::Insecure, "guest policy allows debugging: the host can read guest memory".to_owned())
     } else {
         (
             SecuritySummary::Secure,
@@ -180,12 +157,12 @@ fn check_product(vcek: &Certificate, ask: &Certificate) -> Result<(), Attestatio
     let Some(value) = extension(vcek, OID_PRODUCT_NAME) else {
         return Ok(());
     };
-    let product = der::asn1::Ia5StringRef::from_der(value)
-        .map(|s| s.as_str().to_owned())
-        .map_err(|e| AttestationError::Certificate {
+    let product = der::asn1::Ia5StringRef::from_der(value).map(|s| s.as_str().to_owned()).map_err(|e| {
+        AttestationError::Certificate {
             certificate: "vcek".into(),
             problem: CertificateProblem::Malformed(format!("productName: {e}")),
-        })?;
+        }
+    })?;
     let family = product.split('-').next().unwrap_or_default().to_owned();
     let ask_name = x509::describe(ask, "ask");
     if !ask_name.contains(&format!("CN=SEV-{family})")) {
@@ -199,10 +176,7 @@ fn check_product(vcek: &Certificate, ask: &Certificate) -> Result<(), Attestatio
 }
 
 /// The VCEK is issued for one chip and one TCB; both must be the report's.
-fn check_vcek_matches_report(
-    vcek: &Certificate,
-    report: &AttestationReport,
-) -> Result<(), AttestationError> {
+fn check_vcek_matches_report(vcek: &Certificate, report: &AttestationReport) -> Result<(), AttestationError> {
     if let Some(hw_id) = extension(vcek, OID_HW_ID) {
         // Milan/Genoa hwIDs are the full 64-byte chip id; Turin's are its first 8 bytes
         // and the report zero-fills the rest.
@@ -235,11 +209,7 @@ fn check_vcek_matches_report(
             problem: CertificateProblem::Malformed(format!("{field}: {e}")),
         })?;
         if spl != reported {
-            return Err(AttestationError::Mismatch {
-                field,
-                expected: spl.to_string(),
-                found: reported.to_string(),
-            });
+            return Err(AttestationError::Mismatch { field, expected: spl.to_string(), found: reported.to_string() });
         }
     }
     Ok(())

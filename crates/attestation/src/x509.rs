@@ -24,10 +24,7 @@ pub(crate) fn parse_one(bytes: &[u8], role: &str) -> Result<Certificate, Attesta
 }
 
 /// Parses a PEM bundle (LF or CRLF line endings) into its certificates, in order.
-pub(crate) fn parse_pem_chain(
-    bytes: &[u8],
-    what: &str,
-) -> Result<Vec<Certificate>, AttestationError> {
+pub(crate) fn parse_pem_chain(bytes: &[u8], what: &str) -> Result<Vec<Certificate>, AttestationError> {
     // `pem-rfc7468` under `x509-cert` is strict about line endings; CRLF bundles are
     // common (AMD's Turin chain uses them), so normalise before parsing. Intel's quote
     // generator also NUL-terminates the chain it embeds in the quote.
@@ -63,33 +60,20 @@ pub(crate) fn describe(cert: &Certificate, role: &str) -> String {
 
 fn common_name(cert: &Certificate) -> Option<String> {
     const CN: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.5.4.3");
-    cert.tbs_certificate
-        .subject
-        .0
-        .iter()
-        .flat_map(|rdn| rdn.0.iter())
-        .find(|atv| atv.oid == CN)
-        .and_then(|atv| {
-            // Common names are PrintableString or UTF8String in every chain we see.
-            atv.value
-                .decode_as::<der::asn1::Utf8StringRef<'_>>()
-                .map(|s| s.as_str().to_owned())
-                .or_else(|_| {
-                    atv.value
-                        .decode_as::<der::asn1::PrintableStringRef<'_>>()
-                        .map(|s| s.as_str().to_owned())
-                })
-                .ok()
-        })
+    cert.tbs_certificate.subject.0.iter().flat_map(|rdn| rdn.0.iter()).find(|atv| atv.oid == CN).and_then(|atv| {
+        // Common names are PrintableString or UTF8String in every chain we see.
+        atv.value
+            .decode_as::<der::asn1::Utf8StringRef<'_>>()
+            .map(|s| s.as_str().to_owned())
+            .or_else(|_| atv.value.decode_as::<der::asn1::PrintableStringRef<'_>>().map(|s| s.as_str().to_owned()))
+            .ok()
+    })
 }
 
 /// The validity window `[not_before, not_after]` in unix seconds.
 pub(crate) fn window(cert: &Certificate) -> (u64, u64) {
     let v = &cert.tbs_certificate.validity;
-    (
-        v.not_before.to_unix_duration().as_secs(),
-        v.not_after.to_unix_duration().as_secs(),
-    )
+    (v.not_before.to_unix_duration().as_secs(), v.not_after.to_unix_duration().as_secs())
 }
 
 /// Fails with [`AttestationError::OutsideValidity`] unless `now` is inside the window.
@@ -111,18 +95,9 @@ pub(crate) fn check_window(
 }
 
 /// Checks that `cert` is valid at `now`.
-pub(crate) fn check_validity(
-    cert: &Certificate,
-    role: &str,
-    now: u64,
-) -> Result<(), AttestationError> {
+pub(crate) fn check_validity(cert: &Certificate, role: &str, now: u64) -> Result<(), AttestationError> {
     let (not_before, not_after) = window(cert);
-    check_window(
-        || format!("certificate {}", describe(cert, role)),
-        now,
-        not_before,
-        not_after,
-    )
+    check_window(|| format!("certificate {}", describe(cert, role)), now, not_before, not_after)
 }
 
 /// Whether the certificate carries basicConstraints with cA = true.

@@ -3,27 +3,24 @@
 mod common;
 
 use common::{AUGUST_2025, JULY_2025, data, sgx, tdx};
-use conclave_attestation::{
-    AttestationError, EvidenceKind, HardwareEvidence, SecuritySummary, SignedItem, TrustRoots,
-};
+use conclave_attestation::{AttestationError, EvidenceKind, HardwareEvidence, SecuritySummary, SignedItem, TrustRoots};
 
 fn with_collateral_edit(
     evidence: HardwareEvidence,
     edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
 ) -> HardwareEvidence {
-    let (quote, collateral, rebuild): (_, _, fn(Vec<u8>, Vec<u8>) -> HardwareEvidence) =
-        match evidence {
-            HardwareEvidence::SgxDcap { quote, collateral } => (quote, collateral, |quote, collateral| {
-                HardwareEvidence::SgxDcap { quote, collateral }
-            }),
-            HardwareEvidence::Tdx { quote, collateral } => {
-                (quote, collateral, |quote, collateral| HardwareEvidence::Tdx { quote, collateral })
-            }
-            _ => unreachable!(),
-        };
-    let mut json: serde_json::Value = serde_json::from_slice(&collateral).unwrap();
-    edit(json.as_object_mut().unwrap());
-    rebuild(quote, serde_json::to_vec(&json).unwrap())
+    let edited = |collateral: &[u8]| {
+        let mut json: serde_json::Value = serde_json::from_slice(collateral).unwrap();
+        edit(json.as_object_mut().unwrap());
+        serde_json::to_vec(&json).unwrap()
+    };
+    match evidence {
+        HardwareEvidence::SgxDcap { quote, collateral } => {
+            HardwareEvidence::SgxDcap { quote, collateral: edited(&collateral) }
+        }
+        HardwareEvidence::Tdx { quote, collateral } => HardwareEvidence::Tdx { quote, collateral: edited(&collateral) },
+        _ => unreachable!(),
+    }
 }
 
 fn with_quote_byte_flipped(evidence: HardwareEvidence, offset: usize) -> HardwareEvidence {
@@ -44,10 +41,7 @@ fn with_quote_byte_flipped(evidence: HardwareEvidence, offset: usize) -> Hardwar
 fn sgx_sample_verifies_with_the_published_tcb_status() {
     let v = sgx().verify(JULY_2025).unwrap();
     assert_eq!(v.kind, EvidenceKind::SgxDcap);
-    assert_eq!(
-        hex::encode(&v.measurement),
-        "33d8736db756ed4997e04ba358d27833188f1932ff7b1d156904d3f560452fbb"
-    );
+    assert_eq!(hex::encode(&v.measurement), "33d8736db756ed4997e04ba358d27833188f1932ff7b1d156904d3f560452fbb");
     assert_eq!(
         hex::encode(v.signer.as_deref().unwrap()),
         "815f42f11cf64430c30bab7816ba596a1da0130c3b028b673133a66cf9a3e0e6"
@@ -99,10 +93,7 @@ fn tdx_sample_with_trailing_padding_verifies_up_to_date() {
 fn flipped_byte_in_sgx_mrenclave_breaks_the_quote_signature() {
     // MRENCLAVE is at 112..144, inside the signed header+body.
     let err = with_quote_byte_flipped(sgx(), 120).verify(JULY_2025).unwrap_err();
-    assert!(
-        matches!(err, AttestationError::Signature(SignedItem::SgxQuoteBody)),
-        "{err}"
-    );
+    assert!(matches!(err, AttestationError::Signature(SignedItem::SgxQuoteBody)), "{err}");
     assert!(err.to_string().contains("isv enclave report"), "{err}");
 }
 
@@ -110,10 +101,7 @@ fn flipped_byte_in_sgx_mrenclave_breaks_the_quote_signature() {
 fn flipped_byte_in_tdx_mrtd_breaks_the_quote_signature() {
     // MRTD is at 184..232.
     let err = with_quote_byte_flipped(tdx(), 200).verify(JULY_2025).unwrap_err();
-    assert!(
-        matches!(err, AttestationError::Signature(SignedItem::TdxQuoteBody)),
-        "{err}"
-    );
+    assert!(matches!(err, AttestationError::Signature(SignedItem::TdxQuoteBody)), "{err}");
 }
 
 #[test]
@@ -121,10 +109,7 @@ fn flipped_byte_in_the_qe_report_breaks_the_pck_signature() {
     // The SGX QE report follows the 64-byte ECDSA signature and 64-byte attestation
     // key after the 432+4 byte header/body: 436 + 128 = 564; flip inside its MRENCLAVE.
     let err = with_quote_byte_flipped(sgx(), 564 + 70).verify(JULY_2025).unwrap_err();
-    assert!(
-        matches!(err, AttestationError::Signature(SignedItem::QeReport)),
-        "{err}"
-    );
+    assert!(matches!(err, AttestationError::Signature(SignedItem::QeReport)), "{err}");
 }
 
 #[test]
@@ -136,10 +121,7 @@ fn tcb_info_edited_to_claim_up_to_date_fails_its_signature() {
         c.insert("tcb_info".into(), better.into());
     });
     let err = edited.verify(JULY_2025).unwrap_err();
-    assert!(
-        matches!(err, AttestationError::Signature(SignedItem::TcbInfo)),
-        "{err}"
-    );
+    assert!(matches!(err, AttestationError::Signature(SignedItem::TcbInfo)), "{err}");
     assert_eq!(err.to_string(), "invalid signature over the tcb info collateral");
 }
 
@@ -152,22 +134,13 @@ fn qe_identity_edited_to_claim_a_better_status_fails_its_signature() {
         c.insert("qe_identity".into(), better.into());
     });
     let err = edited.verify(JULY_2025).unwrap_err();
-    assert!(
-        matches!(err, AttestationError::Signature(SignedItem::QeIdentity)),
-        "{err}"
-    );
+    assert!(matches!(err, AttestationError::Signature(SignedItem::QeIdentity)), "{err}");
 }
 
 #[test]
 fn expired_collateral_names_the_item_and_its_window() {
     let err = sgx().verify(AUGUST_2025).unwrap_err();
-    let AttestationError::OutsideValidity {
-        item,
-        now,
-        not_before,
-        not_after,
-    } = &err
-    else {
+    let AttestationError::OutsideValidity { item, now, not_before, not_after } = &err else {
         panic!("expected a validity error, got {err}");
     };
     assert_eq!(item, "tcb info collateral");
@@ -189,10 +162,7 @@ fn the_first_second_after_the_window_fails_and_the_last_one_passes() {
 #[test]
 fn collateral_not_yet_valid_is_refused() {
     let err = tdx().verify(1_750_000_000).unwrap_err();
-    assert!(
-        matches!(&err, AttestationError::OutsideValidity { item, .. } if item == "tcb info collateral"),
-        "{err}"
-    );
+    assert!(matches!(&err, AttestationError::OutsideValidity { item, .. } if item == "tcb info collateral"), "{err}");
 }
 
 #[test]
@@ -205,43 +175,24 @@ fn another_root_is_refused() {
     use base64::Engine;
     roots.intel_sgx_root = base64::engine::general_purpose::STANDARD.decode(body).unwrap();
     let err = sgx().verify_with_roots(JULY_2025, &roots).unwrap_err();
-    assert!(
-        matches!(err, AttestationError::UntrustedRoot { kind: EvidenceKind::SgxDcap, .. }),
-        "{err}"
-    );
+    assert!(matches!(err, AttestationError::UntrustedRoot { kind: EvidenceKind::SgxDcap, .. }), "{err}");
 }
 
 #[test]
 fn sgx_quote_presented_as_tdx_is_refused() {
-    let HardwareEvidence::SgxDcap { quote, collateral } = sgx() else {
-        unreachable!()
-    };
-    let err = HardwareEvidence::Tdx { quote, collateral }
-        .verify(JULY_2025)
-        .unwrap_err();
+    let HardwareEvidence::SgxDcap { quote, collateral } = sgx() else { unreachable!() };
+    let err = HardwareEvidence::Tdx { quote, collateral }.verify(JULY_2025).unwrap_err();
     assert!(err.to_string().starts_with("quote tee_type mismatch"), "{err}");
 }
 
 #[test]
 fn truncated_quote_and_broken_json_are_malformed() {
-    let HardwareEvidence::SgxDcap { quote, collateral } = sgx() else {
-        unreachable!()
-    };
-    let err = HardwareEvidence::SgxDcap {
-        quote: quote[..400].to_vec(),
-        collateral: collateral.clone(),
-    }
-    .verify(JULY_2025)
-    .unwrap_err();
+    let HardwareEvidence::SgxDcap { quote, collateral } = sgx() else { unreachable!() };
+    let err = HardwareEvidence::SgxDcap { quote: quote[..400].to_vec(), collateral: collateral.clone() }
+        .verify(JULY_2025)
+        .unwrap_err();
     assert!(matches!(err, AttestationError::Malformed { what: "sgx quote", .. }), "{err}");
-    let err = HardwareEvidence::SgxDcap {
-        quote,
-        collateral: collateral[..100].to_vec(),
-    }
-    .verify(JULY_2025)
-    .unwrap_err();
-    assert!(
-        matches!(err, AttestationError::Malformed { what: "dcap collateral json", .. }),
-        "{err}"
-    );
+    let err =
+        HardwareEvidence::SgxDcap { quote, collateral: collateral[..100].to_vec() }.verify(JULY_2025).unwrap_err();
+    assert!(matches!(err, AttestationError::Malformed { what: "dcap collateral json", .. }), "{err}");
 }

@@ -15,24 +15,16 @@ pub const AUGUST_2025: u64 = 1_754_006_400;
 pub const NITRO_TIME: u64 = 1_725_719_859;
 
 pub fn data(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
 pub fn sgx() -> HardwareEvidence {
-    HardwareEvidence::SgxDcap {
-        quote: data("sgx_quote"),
-        collateral: data("sgx_quote_collateral.json"),
-    }
+    HardwareEvidence::SgxDcap { quote: data("sgx_quote"), collateral: data("sgx_quote_collateral.json") }
 }
 
 pub fn tdx() -> HardwareEvidence {
-    HardwareEvidence::Tdx {
-        quote: data("tdx_quote"),
-        collateral: data("tdx_quote_collateral.json"),
-    }
+    HardwareEvidence::Tdx { quote: data("tdx_quote"), collateral: data("tdx_quote_collateral.json") }
 }
 
 /// The Milan report is stored as uppercase hex without a newline.
@@ -51,21 +43,14 @@ pub fn snp_milan() -> HardwareEvidence {
 
 pub fn nitro_document() -> Vec<u8> {
     let text = String::from_utf8(data("nitro_attestation.b64")).unwrap();
-    base64::engine::general_purpose::STANDARD
-        .decode(text.trim())
-        .unwrap()
+    base64::engine::general_purpose::STANDARD.decode(text.trim()).unwrap()
 }
 
 pub fn nitro() -> HardwareEvidence {
-    HardwareEvidence::Nitro {
-        document: nitro_document(),
-    }
+    HardwareEvidence::Nitro { document: nitro_document() }
 }
 
 /// The offset of `needle` in `haystack`; panics if absent.
 pub fn find(haystack: &[u8], needle: &[u8]) -> usize {
-    haystack
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .expect("needle not found")
+    haystack.windows(needle.len()).position(|w| w == needle).expect("needle not found")
 }
