@@ -42,6 +42,7 @@ pub mod keys;
 pub mod mail;
 pub mod padding;
 pub mod postoffice;
+pub mod relay;
 pub mod security;
 pub mod signature;
 
@@ -55,6 +56,7 @@ pub use keys::{PrivateKey, PublicKey};
 pub use mail::{DecryptedMail, MailDecryptor, MailError, MailHeader, decrypt_mail, encrypt_mail};
 pub use padding::PaddingPolicy;
 pub use postoffice::PostOffice;
+pub use relay::{MailRelay, QueuedMail, RelayError};
 pub use security::SecuritySummary;
 pub use signature::{EnclaveSignature, SignatureError};
 

@@ -1,1 +1,108 @@
-//! placeholder
+//! Conclave enclave SDK: the trait an enclave implements and the runtime that drives it.
+//!
+//! ```text
+//!  host ── mail bytes ──► EnclaveRuntime ── decrypt, check sequence ──► Enclave::receive_mail
+//!                              ▲                                               │
+//!  host ◄── HostCommand batch ─┴──────────── EnclaveContext::reply / post_mail ┘
+//! ```
+//!
+//! The runtime decrypts every mail with the enclave's private key (fresh at
+//! every start), checks the sequence number per (authenticated sender, topic)
+//! so replayed, reordered or skipped mail never reaches application code, and
+//! collects everything the enclave emits during a call into one ordered batch.
+//!
+//! # Getting started
+//!
+//! An enclave that answers each mail with its body reversed:
+//!
+//! ```
+//! use conclave_enclave::{Enclave, EnclaveContext, EnclaveError, EnclaveMail};
+//!
+//! #[derive(Default)]
+//! struct Reverse;
+//!
+//! impl Enclave for Reverse {
+//!     fn receive_mail(
+//!         &mut self,
+//!         ctx: &mut EnclaveContext<'_>,
+//!         mail: EnclaveMail,
+//!         routing_hint: Option<&str>,
+//!     ) -> Result<(), EnclaveError> {
+//!         let reversed: Vec<u8> = mail.body.iter().rev().copied().collect();
+//!         ctx.reply(&mail, &reversed, routing_hint)
+//!     }
+//! }
+//! ```
+#![deny(missing_docs)]
+
+mod runtime;
+pub mod sandbox;
+pub mod sequence;
+
+pub use conclave_core::DecryptedMail as EnclaveMail;
+pub use runtime::{CallOutcome, EnclaveContext, EnclaveIdentity, EnclaveRuntime, HostInterface};
+pub use sequence::{SequenceError, SequenceTracker};
+
+use conclave_core::MailError;
+
+/// The trait an enclave implements. Every method runs inside the enclave;
+/// the context is how it talks to the outside.
+pub trait Enclave: std::any::Any + Send {
+    /// Called once after the enclave's keys exist and before any mail.
+    fn on_startup(&mut self, _ctx: &mut EnclaveContext<'_>) -> Result<(), EnclaveError> {
+        Ok(())
+    }
+
+    /// A mail that decrypted and passed the sequence check. `routing_hint`
+    /// is the host's opaque label for replies to it.
+    fn receive_mail(
+        &mut self,
+        ctx: &mut EnclaveContext<'_>,
+        mail: EnclaveMail,
+        routing_hint: Option<&str>,
+    ) -> Result<(), EnclaveError>;
+
+    /// Bytes the host sends directly (not mail: the host sees them in clear).
+    fn receive_from_untrusted_host(
+        &mut self,
+        _ctx: &mut EnclaveContext<'_>,
+        _bytes: &[u8],
+    ) -> Result<Option<Vec<u8>>, EnclaveError> {
+        Ok(None)
+    }
+
+    /// Called once before the enclave stops.
+    fn on_shutdown(&mut self, _ctx: &mut EnclaveContext<'_>) {}
+}
+
+/// Why an enclave call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnclaveError {
+    /// The mail could not be decrypted or built.
+    #[error(transparent)]
+    Mail(#[from] MailError),
+    /// The mail's sequence number was refused.
+    #[error(transparent)]
+    Sequence(#[from] SequenceError),
+    /// The application refused the call.
+    #[error("enclave refused the call: {0}")]
+    Application(String),
+    /// The host failed to do what the enclave asked.
+    #[error("host failed: {0}")]
+    Host(String),
+    /// An impossible state; a bug.
+    #[error("internal error (this is a bug): {0}")]
+    Internal(String),
+}
+
+impl EnclaveError {
+    /// An application-level refusal with a message for the host's log.
+    pub fn application(message: impl Into<String>) -> Self {
+        Self::Application(message.into())
+    }
+
+    pub(crate) fn bug(message: &str) -> Self {
+        Self::Internal(message.to_owned())
+    }
+}
