@@ -1,1 +1,84 @@
-//! placeholder
+//! Conclave host: the untrusted side that runs an enclave and carries its mail.
+//!
+//! ```text
+//!  clients ──mail──► LocalRelay / web host ──► EnclaveHost ──► enclave (mock: in process)
+//!          ◄─reply──        queues by hint ◄── HostCommand batch ◄──┘
+//! ```
+//!
+//! The host never sees plaintext: it passes encrypted mail in, and carries
+//! out the ordered commands the enclave returns (post this mail with this
+//! routing hint, store this sealed state).
+//!
+//! # Getting started
+//!
+//! ```
+//! use conclave_enclave::{Enclave, EnclaveContext, EnclaveError, EnclaveMail};
+//! use conclave_host::EnclaveHost;
+//!
+//! #[derive(Default)]
+//! struct Echo { seen: usize }
+//!
+//! impl Enclave for Echo {
+//!     fn receive_mail(&mut self, ctx: &mut EnclaveContext<'_>, mail: EnclaveMail, hint: Option<&str>)
+//!         -> Result<(), EnclaveError>
+//!     {
+//!         self.seen += 1;
+//!         ctx.reply(&mail, &mail.body, hint)
+//!     }
+//! }
+//!
+//! let mut host = EnclaveHost::load_mock(Echo::default());
+//! host.start(None)?;
+//! let info = host.enclave_instance_info()?;
+//! assert_eq!(info.verify(0)?.mode.as_str(), "MOCK");
+//! assert_eq!(host.mock_enclave::<Echo>().unwrap().seen, 0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+
+mod host;
+pub mod relay;
+
+pub use host::{EnclaveHost, HostCallback, mock_identity};
+pub use relay::{LocalRelay, LocalRelayHandle};
+
+use conclave_core::RelayError;
+use conclave_enclave::{EnclaveError, SequenceError};
+
+/// Why a host operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    /// The enclave was used before `start`.
+    #[error("enclave is not started: call start first")]
+    NotStarted,
+    /// `start` was called twice.
+    #[error("enclave is already started")]
+    AlreadyStarted,
+    /// The enclave refused or failed the call.
+    #[error(transparent)]
+    Enclave(#[from] EnclaveError),
+}
+
+impl HostError {
+    /// The stable code a remote party sees for this error. This is the one
+    /// place errors become codes; the web host maps codes to HTTP statuses.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotStarted | Self::AlreadyStarted => "ENCLAVE_UNAVAILABLE",
+            Self::Enclave(e) => match e {
+                EnclaveError::Mail(_) => "MAIL_INVALID",
+                EnclaveError::Sequence(SequenceError::Replayed { .. }) => "SEQUENCE_REPLAYED",
+                EnclaveError::Sequence(SequenceError::Reordered { .. }) => "SEQUENCE_REORDERED",
+                EnclaveError::Sequence(SequenceError::Gap { .. }) => "SEQUENCE_GAP",
+                EnclaveError::Application(_) => "ENCLAVE_REFUSED",
+                _ => "ENCLAVE_FAILED",
+            },
+        }
+    }
+
+    /// This error as a relay error: the stable code and the message.
+    pub fn to_relay_error(&self) -> RelayError {
+        RelayError::new(self.code(), self.to_string())
+    }
+}

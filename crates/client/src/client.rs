@@ -1,0 +1,234 @@
+//! EnclaveClient.
+
+use std::{
+    collections::{HashMap, HashSet},
+    path::Path,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use conclave_core::{
+    ConstraintError, EnclaveConstraint, EnclaveInstanceInfo, InfoError, MailError, MailRelay, PostOffice, PublicKey,
+    RelayError, VerifiedEnclaveInfo, decrypt_mail,
+};
+use rand_core::OsRng;
+
+use crate::state::ClientState;
+
+/// Why a client operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The relay (host) refused or failed.
+    #[error("host refused: {0}")]
+    Relay(#[from] RelayError),
+    /// The attestation could not be decoded.
+    #[error("attestation from the host is unreadable: {0}")]
+    Attestation(#[from] InfoError),
+    /// The enclave does not satisfy the constraint (or its evidence is invalid).
+    #[error(transparent)]
+    Constraint(#[from] ConstraintError),
+    /// A mail could not be built, or a reply failed its checks.
+    #[error("mail error: {0}")]
+    Mail(#[from] MailError),
+    /// The host returned a reply this client already received.
+    #[error("replayed reply on topic {topic:?}: sequence number {sequence_number} was already received")]
+    ReplayedReply {
+        /// The reply's topic.
+        topic: String,
+        /// Its sequence number.
+        sequence_number: u64,
+    },
+    /// The client was used before `start`.
+    #[error("client is not started: call start first")]
+    NotStarted,
+    /// Saved state is unreadable or inconsistent.
+    #[error("client state is invalid: {0}")]
+    BadState(String),
+    /// Reading or writing the state file failed.
+    #[error("cannot {action} client state file {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A decrypted reply from the enclave.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EnclaveReply {
+    /// The reply's topic.
+    pub topic: String,
+    /// The reply's sequence number (within the enclave's replies to this client on that topic).
+    pub sequence_number: u64,
+    /// The decrypted body.
+    pub body: Vec<u8>,
+}
+
+impl core::fmt::Debug for EnclaveReply {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("EnclaveReply")
+            .field("topic", &self.topic)
+            .field("sequence_number", &self.sequence_number)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+/// Talks to one enclave through an untrusted relay.
+pub struct EnclaveClient<R: MailRelay> {
+    relay: R,
+    constraint: EnclaveConstraint,
+    state: ClientState,
+    verified: Option<VerifiedEnclaveInfo>,
+    /// Reply sequence numbers already accepted, per topic, for the current enclave key.
+    seen_replies: HashMap<String, HashSet<u64>>,
+}
+
+impl<R: MailRelay> core::fmt::Debug for EnclaveClient<R> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("EnclaveClient").field("state", &self.state).finish_non_exhaustive()
+    }
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl<R: MailRelay> EnclaveClient<R> {
+    /// A client with a fresh key that will accept enclaves satisfying `constraint`.
+    pub fn new(relay: R, constraint: EnclaveConstraint) -> Self {
+        let state = ClientState::generate(&constraint);
+        Self { relay, constraint, state, verified: None, seen_replies: HashMap::new() }
+    }
+
+    /// A client continuing from saved state.
+    pub fn restore(relay: R, state: ClientState) -> Result<Self, ClientError> {
+        let state = ClientState::from_bytes(&state.to_bytes())?;
+        let constraint = EnclaveConstraint::parse(&state.constraint)?;
+        Ok(Self { relay, constraint, state, verified: None, seen_replies: HashMap::new() })
+    }
+
+    /// A client continuing from a state file written by [`Self::save_to_file`].
+    pub fn restore_from_file(relay: R, path: &Path) -> Result<Self, ClientError> {
+        let bytes = std::fs::read(path).map_err(|source| ClientError::Io {
+            action: "read",
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::restore(relay, ClientState::from_bytes(&bytes)?)
+    }
+
+    /// The state to save.
+    pub fn save(&self) -> ClientState {
+        self.state.clone()
+    }
+
+    /// Writes the state to `path` atomically (write, sync, rename), readable only by its owner.
+    pub fn save_to_file(&self, path: &Path) -> Result<(), ClientError> {
+        use std::io::Write;
+        let io = |action, source| ClientError::Io { action, path: path.display().to_string(), source };
+        let tmp = path.with_extension("tmp");
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&tmp).map_err(|e| io("create", e))?;
+        file.write_all(&self.state.to_bytes()).map_err(|e| io("write", e))?;
+        file.sync_all().map_err(|e| io("sync", e))?;
+        std::fs::rename(&tmp, path).map_err(|e| io("replace", e))
+    }
+
+    /// The relay, for transport-level calls.
+    pub fn relay_mut(&mut self) -> &mut R {
+        &mut self.relay
+    }
+
+    /// The constraint this client checks.
+    pub fn constraint(&self) -> &EnclaveConstraint {
+        &self.constraint
+    }
+
+    /// The verified attestation, once started.
+    pub fn enclave_info(&self) -> Option<&VerifiedEnclaveInfo> {
+        self.verified.as_ref()
+    }
+
+    /// This client's public key: what the enclave sees as the sender.
+    pub fn public_key(&self) -> Result<PublicKey, ClientError> {
+        Ok(self.state.private_key()?.public_key())
+    }
+
+    /// Fetches the attestation and checks it against the constraint. If the
+    /// enclave's key changed (it restarted), sequence numbers start over.
+    pub fn start(&mut self) -> Result<&VerifiedEnclaveInfo, ClientError> {
+        let info = EnclaveInstanceInfo::decode(&self.relay.attestation()?)?;
+        let verified = self.constraint.check(&info, now_unix())?;
+        let key = verified.encryption_key.to_hex();
+        if self.state.enclave_key.as_deref() != Some(key.as_str()) {
+            self.state.enclave_key = Some(key);
+            self.state.next_sequence_numbers.clear();
+            self.seen_replies.clear();
+        }
+        Ok(self.verified.insert(verified))
+    }
+
+    fn enclave_key(&self) -> Result<PublicKey, ClientError> {
+        match &self.verified {
+            Some(v) => Ok(v.encryption_key),
+            None => Err(ClientError::NotStarted),
+        }
+    }
+
+    /// Encrypts `body` as the next mail on `topic` and delivers it. Returns
+    /// the enclave's first reply to it, if the enclave replied at once.
+    pub fn send_mail(&mut self, topic: &str, body: &[u8]) -> Result<Option<EnclaveReply>, ClientError> {
+        let enclave_key = self.enclave_key()?;
+        let next = self.state.next_sequence_numbers.get(topic).copied().unwrap_or(0);
+        let mut post_office = PostOffice::resume(self.state.private_key()?, enclave_key, topic, next)?;
+        let mail = post_office.encrypt_mail(body, &mut OsRng)?;
+        // The number is spent once the mail exists: if delivery fails after the
+        // host got it, resending the same number would be a replay.
+        self.state.next_sequence_numbers.insert(topic.to_owned(), post_office.next_sequence_number());
+        let reply = self.relay.deliver(&self.state.correlation_id.clone(), &mail)?;
+        reply.map(|bytes| self.open_reply(&bytes)).transpose()
+    }
+
+    /// Fetches queued replies, checks and decrypts them, then acknowledges
+    /// them so the host deletes them.
+    pub fn poll_mail(&mut self) -> Result<Vec<EnclaveReply>, ClientError> {
+        let id = self.state.correlation_id.clone();
+        let queued = self.relay.poll(&id)?;
+        let mut replies = Vec::with_capacity(queued.len());
+        let mut ids = Vec::with_capacity(queued.len());
+        for mail in queued {
+            match self.open_reply(&mail.bytes) {
+                Ok(reply) => replies.push(reply),
+                // A replayed reply is dropped from the queue but not shown.
+                Err(ClientError::ReplayedReply { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            ids.push(mail.id);
+        }
+        if !ids.is_empty() {
+            self.relay.acknowledge(&id, &ids)?;
+        }
+        Ok(replies)
+    }
+
+    fn open_reply(&mut self, bytes: &[u8]) -> Result<EnclaveReply, ClientError> {
+        let enclave_key = self.enclave_key()?;
+        let mail = decrypt_mail(&self.state.private_key()?, bytes)?;
+        if mail.sender != enclave_key {
+            return Err(MailError::UnexpectedSender { expected: enclave_key, actual: mail.sender }.into());
+        }
+        let topic = mail.header.topic().to_owned();
+        let sequence_number = mail.header.sequence_number();
+        if !self.seen_replies.entry(topic.clone()).or_default().insert(sequence_number) {
+            return Err(ClientError::ReplayedReply { topic, sequence_number });
+        }
+        Ok(EnclaveReply { topic, sequence_number, body: mail.body })
+    }
+}

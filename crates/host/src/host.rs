@@ -1,0 +1,130 @@
+//! EnclaveHost: loads an enclave, starts it, and passes calls and mail in.
+
+use std::any::Any;
+
+use conclave_core::{EnclaveInstanceInfo, EnclaveReport, Evidence, HostCommand};
+use conclave_enclave::{CallOutcome, Enclave, EnclaveError, EnclaveIdentity, EnclaveRuntime, HostInterface};
+use sha2::{Digest, Sha256};
+
+use crate::HostError;
+
+/// The host's answer to `call_untrusted_host`: bytes in, optional bytes out.
+pub type HostCallback = Box<dyn FnMut(&[u8]) -> Option<Vec<u8>> + Send>;
+
+/// How the enclave runs.
+enum Backend {
+    /// In this process. The runtime exists once started.
+    Mock { pending: Option<Box<dyn Enclave>>, identity: EnclaveIdentity, runtime: Option<EnclaveRuntime> },
+}
+
+/// Runs one enclave for the untrusted side: start, deliver mail, call, close.
+///
+/// Every call returns the ordered commands the enclave emitted during it;
+/// carrying them out (routing mail, storing sealed state) is the caller's job.
+pub struct EnclaveHost {
+    backend: Backend,
+}
+
+impl core::fmt::Debug for EnclaveHost {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let started = match &self.backend {
+            Backend::Mock { runtime, .. } => runtime.is_some(),
+        };
+        f.debug_struct("EnclaveHost").field("mode", &"mock").field("started", &started).finish()
+    }
+}
+
+struct MockHostInterface {
+    callback: Option<HostCallback>,
+}
+
+impl HostInterface for MockHostInterface {
+    fn call_untrusted_host(&mut self, bytes: &[u8]) -> Result<Option<Vec<u8>>, EnclaveError> {
+        match &mut self.callback {
+            Some(callback) => Ok(callback(bytes)),
+            None => Err(EnclaveError::Host("the host registered no callback for call_untrusted_host".into())),
+        }
+    }
+
+    fn evidence(&mut self, report: EnclaveReport) -> Result<Evidence, EnclaveError> {
+        Ok(Evidence::Mock(report))
+    }
+}
+
+/// The identity a mock enclave reports: its code hash is SHA-256 of the
+/// enclave type's name (there is no binary to measure), its signer the hash of
+/// a fixed "mock signer" label.
+pub fn mock_identity<E: Enclave>() -> EnclaveIdentity {
+    EnclaveIdentity {
+        code_hash: Sha256::digest(std::any::type_name::<E>().as_bytes()).into(),
+        code_signing_key_hash: Sha256::digest(b"conclave mock signer").into(),
+        product_id: 0,
+        revocation_level: 0,
+    }
+}
+
+impl EnclaveHost {
+    /// Loads `enclave` to run in this process (mock mode: INSECURE, for tests).
+    pub fn load_mock<E: Enclave>(enclave: E) -> Self {
+        Self::load_mock_with_identity(enclave, mock_identity::<E>())
+    }
+
+    /// Loads a mock enclave that reports the given identity.
+    pub fn load_mock_with_identity<E: Enclave>(enclave: E, identity: EnclaveIdentity) -> Self {
+        Self { backend: Backend::Mock { pending: Some(Box::new(enclave)), identity, runtime: None } }
+    }
+
+    /// Starts the enclave: keys, evidence, `on_startup`. `callback` answers
+    /// the enclave's `call_untrusted_host`.
+    pub fn start(&mut self, callback: Option<HostCallback>) -> Result<Vec<HostCommand>, HostError> {
+        match &mut self.backend {
+            Backend::Mock { pending, identity, runtime } => {
+                let enclave = pending.take().ok_or(HostError::AlreadyStarted)?;
+                let (started, commands) =
+                    EnclaveRuntime::start(enclave, identity, Box::new(MockHostInterface { callback }))?;
+                *runtime = Some(started);
+                Ok(commands)
+            }
+        }
+    }
+
+    fn runtime(&mut self) -> Result<&mut EnclaveRuntime, HostError> {
+        match &mut self.backend {
+            Backend::Mock { runtime, .. } => runtime.as_mut().ok_or(HostError::NotStarted),
+        }
+    }
+
+    /// The attestation of the running enclave.
+    pub fn enclave_instance_info(&self) -> Result<&EnclaveInstanceInfo, HostError> {
+        match &self.backend {
+            Backend::Mock { runtime, .. } => {
+                runtime.as_ref().map(EnclaveRuntime::instance_info).ok_or(HostError::NotStarted)
+            }
+        }
+    }
+
+    /// Delivers an encrypted mail; `routing_hint` comes back on the enclave's replies.
+    pub fn deliver_mail(&mut self, mail: &[u8], routing_hint: Option<&str>) -> Result<Vec<HostCommand>, HostError> {
+        Ok(self.runtime()?.deliver_mail(mail, routing_hint)?)
+    }
+
+    /// Passes bytes to the enclave's `receive_from_untrusted_host`.
+    pub fn call_enclave(&mut self, bytes: &[u8]) -> Result<CallOutcome, HostError> {
+        Ok(self.runtime()?.call_enclave(bytes)?)
+    }
+
+    /// Stops the enclave (its keys are gone); returns what `on_shutdown` emitted.
+    pub fn close(&mut self) -> Vec<HostCommand> {
+        match &mut self.backend {
+            Backend::Mock { runtime, .. } => runtime.take().map(EnclaveRuntime::stop).unwrap_or_default(),
+        }
+    }
+
+    /// The mock enclave object itself, so a test can look inside it.
+    /// `None` if the enclave is not of type `E`, not started, or not in mock mode.
+    pub fn mock_enclave<E: Enclave>(&mut self) -> Option<&mut E> {
+        let runtime = self.runtime().ok()?;
+        let any: &mut dyn Any = runtime.enclave_any_mut();
+        any.downcast_mut::<E>()
+    }
+}
