@@ -63,6 +63,7 @@
 mod dcap;
 mod encoding;
 mod error;
+pub mod formats;
 mod nitro;
 mod roots;
 mod snp;
@@ -76,6 +77,8 @@ use serde::{Deserialize, Serialize};
 pub use encoding::{ENCODING_VERSION, EncodingError};
 pub use error::{AttestationError, CertificateProblem, SignedItem, Timestamp};
 pub use roots::TrustRoots;
+
+// `ParseNameError` is defined below and public: the CLI names it in its clap parser.
 
 /// How much a verified enclave can be trusted, from worst to best.
 ///

@@ -1,0 +1,207 @@
+//! `conclave evidence verify` against the recorded real evidence in
+//! `crates/attestation/tests/data`, run as a user would run it.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// The sample SGX quote's MRSIGNER (quote offset 176..208).
+const SGX_MRSIGNER: &str = "815f42f11cf64430c30bab7816ba596a1da0130c3b028b673133a66cf9a3e0e6";
+
+fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../attestation/tests/data").join(name)
+}
+
+fn conclave(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_conclave")).args(args).output().expect("running conclave")
+}
+
+fn sgx_args(at: &str) -> Vec<String> {
+    vec![
+        "evidence".into(),
+        "verify".into(),
+        "--kind".into(),
+        "sgx-dcap".into(),
+        "--quote".into(),
+        data("sgx_quote").display().to_string(),
+        "--collateral".into(),
+        data("sgx_quote_collateral.json").display().to_string(),
+        "--at".into(),
+        at.into(),
+    ]
+}
+
+fn run(args: &[String]) -> Output {
+    conclave(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn stdout_json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("stdout is not json ({e}): {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), stderr(out))
+    })
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn sgx_sample_verifies_and_prints_its_identity() {
+    let out = run(&sgx_args("2025-07-01T00:00:00Z"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json = stdout_json(&out);
+    assert_eq!(json["kind"], "sgx-dcap");
+    assert_eq!(json["code_hash"], "33d8736db756ed4997e04ba358d27833188f1932ff7b1d156904d3f560452fbb");
+    assert_eq!(json["signer"], SGX_MRSIGNER);
+    assert_eq!(json["product_id"], 0);
+    assert_eq!(json["debug"], false);
+    assert_eq!(json["tcb_status"], "ConfigurationAndSWHardeningNeeded");
+    assert_eq!(json["advisory_ids"], serde_json::json!(["INTEL-SA-00289", "INTEL-SA-00615"]));
+    assert_eq!(json["security"], "STALE");
+    assert!(json["report_data"].as_str().unwrap().starts_with(&hex::encode("Hello, world!")));
+}
+
+#[test]
+fn sgx_sample_satisfies_its_signer_at_stale_but_not_at_secure() {
+    let mut args = sgx_args("1751328000");
+    args.extend(["--constraint".into(), format!("S:{SGX_MRSIGNER} PROD:0 SEC:STALE")]);
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout_json(&out)["constraint"]["satisfied"], true);
+
+    let mut args = sgx_args("1751328000");
+    args.extend(["--constraint".into(), format!("S:{SGX_MRSIGNER} PROD:0 SEC:SECURE")]);
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("SEC:SECURE"), "{err}");
+    assert!(err.contains("ConfigurationAndSWHardeningNeeded"), "{err}");
+    assert_eq!(stdout_json(&out)["constraint"]["satisfied"], false);
+}
+
+#[test]
+fn wrong_product_id_names_the_prod_token() {
+    let mut args = sgx_args("1751328000");
+    args.extend(["--constraint".into(), format!("S:{SGX_MRSIGNER} PROD:1")]);
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("PROD:1"), "{}", stderr(&out));
+}
+
+#[test]
+fn expired_collateral_exits_1_naming_the_window() {
+    let out = run(&sgx_args("2025-08-01T00:00:00Z"));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("tcb info collateral is not valid at 2025-08-01T00:00:00Z"), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn tdx_snp_and_nitro_samples_verify() {
+    let tdx = conclave(&[
+        "evidence",
+        "verify",
+        "--kind",
+        "tdx",
+        "--quote",
+        data("tdx_quote").to_str().unwrap(),
+        "--collateral",
+        data("tdx_quote_collateral.json").to_str().unwrap(),
+        "--at",
+        "2025-07-01T00:00:00Z",
+    ]);
+    assert_eq!(tdx.status.code(), Some(0), "{}", stderr(&tdx));
+    assert_eq!(stdout_json(&tdx)["security"], "SECURE");
+
+    // The report file is uppercase hex.
+    let snp = conclave(&[
+        "evidence",
+        "verify",
+        "--kind",
+        "sev-snp",
+        "--report",
+        data("report_milan.hex").to_str().unwrap(),
+        "--vcek",
+        data("vcek_milan.der").to_str().unwrap(),
+        "--chain",
+        data("cert_chain_milan").to_str().unwrap(),
+        "--at",
+        "1751328000",
+    ]);
+    assert_eq!(snp.status.code(), Some(0), "{}", stderr(&snp));
+    assert!(stdout_json(&snp)["code_hash"].as_str().unwrap().starts_with("7a1e5c266c0108db"));
+
+    // The document file is base64.
+    let nitro = conclave(&[
+        "evidence",
+        "verify",
+        "--kind",
+        "nitro",
+        "--document",
+        data("nitro_attestation.b64").to_str().unwrap(),
+        "--at",
+        "2024-09-07T14:37:39Z",
+    ]);
+    assert_eq!(nitro.status.code(), Some(0), "{}", stderr(&nitro));
+    assert!(stdout_json(&nitro)["code_hash"].as_str().unwrap().starts_with("e72a46ca80a260fb"));
+}
+
+#[test]
+fn a_vcek_of_another_chip_family_exits_1() {
+    let out = conclave(&[
+        "evidence",
+        "verify",
+        "--kind",
+        "sev-snp",
+        "--report",
+        data("report_milan.hex").to_str().unwrap(),
+        "--vcek",
+        data("vcek_turin.der").to_str().unwrap(),
+        "--chain",
+        data("cert_chain_turin").to_str().unwrap(),
+        "--at",
+        "1751328000",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("vcek hwID vs report chip_id"), "{}", stderr(&out));
+}
+
+#[test]
+fn malformed_evidence_exits_1() {
+    let path = std::env::temp_dir().join(format!("conclave-evidence-cli-{}-truncated", std::process::id()));
+    std::fs::write(&path, &std::fs::read(data("sgx_quote")).unwrap()[..300]).unwrap();
+    let mut args = sgx_args("1751328000");
+    args[5] = path.display().to_string();
+    let out = run(&args);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("malformed sgx quote"), "{}", stderr(&out));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    // Unreadable file.
+    let mut args = sgx_args("1751328000");
+    args[5] = data("no-such-quote").display().to_string();
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--quote"), "{}", stderr(&out));
+
+    // Unparsable time.
+    assert_eq!(run(&sgx_args("next tuesday")).status.code(), Some(2));
+
+    // Malformed constraint.
+    let mut args = sgx_args("1751328000");
+    args.extend(["--constraint".into(), "C:not-hex".into()]);
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("C:not-hex"), "{}", stderr(&out));
+
+    // A flag that does not belong to the kind.
+    let mut args = sgx_args("1751328000");
+    args.extend(["--vcek".into(), data("vcek_milan.der").display().to_string()]);
+    assert_eq!(run(&args).status.code(), Some(2));
+
+    // Unknown kind (clap's own usage error).
+    assert_eq!(conclave(&["evidence", "verify", "--kind", "sgx", "--at", "0"]).status.code(), Some(2));
+}
