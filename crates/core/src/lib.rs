@@ -43,6 +43,7 @@ pub mod mail;
 pub mod padding;
 pub mod postoffice;
 pub mod relay;
+pub mod sealing;
 pub mod security;
 pub mod signature;
 
@@ -57,6 +58,7 @@ pub use mail::{DecryptedMail, MailDecryptor, MailError, MailHeader, decrypt_mail
 pub use padding::PaddingPolicy;
 pub use postoffice::PostOffice;
 pub use relay::{MailRelay, QueuedMail, RelayError};
+pub use sealing::{Sealer, SealingError, SealingIdentity, SealingPolicy, Unsealed};
 pub use security::SecuritySummary;
 pub use signature::{EnclaveSignature, SignatureError};
 
