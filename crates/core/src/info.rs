@@ -5,6 +5,7 @@
 //! SHA-512(data-signing key ‖ encryption key), and [`EnclaveInstanceInfo::verify`]
 //! checks that every time.
 
+use conclave_attestation::HardwareEvidence;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::Serialize;
 use sha2::{Digest, Sha512};
@@ -84,8 +85,13 @@ pub enum InfoError {
     #[error("data-signing key is not a valid ed25519 public key")]
     BadSigningKey,
     /// Real hardware evidence failed verification.
-    #[error("hardware evidence failed verification: {0}")]
-    Hardware(String),
+    #[error("{kind} evidence failed verification: {reason}")]
+    Hardware {
+        /// The kind of evidence.
+        kind: String,
+        /// The verifier's reason: which signature, certificate or time window failed.
+        reason: String,
+    },
 }
 
 /// The identity fields every kind of evidence reports.
@@ -147,10 +153,13 @@ pub enum Evidence {
         /// Its signature over the report.
         signature: [u8; 64],
     },
+    /// Real TEE evidence (SGX DCAP, TDX, SEV-SNP, Nitro) with its collateral.
+    Hardware(HardwareEvidence),
 }
 
 const TAG_MOCK: u8 = 1;
 const TAG_SIMULATION: u8 = 2;
+const TAG_HARDWARE: u8 = 3;
 
 impl Evidence {
     /// Signs a report with a simulated attestation key (simulation mode only:
@@ -260,15 +269,18 @@ impl EnclaveInstanceInfo {
     }
 
     /// Verifies the evidence at `now_unix` and checks that it commits to the keys.
-    pub fn verify(&self, _now_unix: u64) -> Result<VerifiedEnclaveInfo, InfoError> {
+    pub fn verify(&self, now_unix: u64) -> Result<VerifiedEnclaveInfo, InfoError> {
         VerifyingKey::from_bytes(&self.data_signing_key).map_err(|_| InfoError::BadSigningKey)?;
         let expected = key_binding(&self.data_signing_key, &self.encryption_key);
-        let (mode, report, reason) = match &self.evidence {
+        let (mode, identity, report_data) = match &self.evidence {
             Evidence::Mock(report) => (
                 EnclaveMode::Mock,
-                report,
-                "mock mode: the enclave runs inside the host's process and its evidence is unsigned; \
-                 nothing is protected from the host",
+                report_identity(
+                    report,
+                    "mock mode: the enclave runs inside the host's process and its evidence is unsigned; \
+                     nothing is protected from the host",
+                ),
+                &report.report_data[..],
             ),
             Evidence::Simulation { report, attestation_key, signature } => {
                 let key = VerifyingKey::from_bytes(attestation_key).map_err(|_| InfoError::BadSimulationSignature)?;
@@ -276,29 +288,46 @@ impl EnclaveInstanceInfo {
                     .map_err(|_| InfoError::BadSimulationSignature)?;
                 (
                     EnclaveMode::Simulation,
-                    report,
-                    "simulation mode: the evidence is signed by a simulated attestation key that the host's \
-                     operator holds, and the enclave's memory is readable by the host",
+                    report_identity(
+                        report,
+                        "simulation mode: the evidence is signed by a simulated attestation key that the host's \
+                         operator holds, and the host can read the enclave's memory",
+                    ),
+                    &report.report_data[..],
                 )
             }
+            Evidence::Hardware(hardware) => {
+                let v = hardware
+                    .verify(now_unix)
+                    .map_err(|e| InfoError::Hardware { kind: hardware.kind().to_string(), reason: e.to_string() })?;
+                let mode = if v.debug { EnclaveMode::Debug } else { EnclaveMode::Release };
+                let identity = AttestedIdentity {
+                    code_hash: v.measurement,
+                    signer: v.signer,
+                    product_id: v.product_id,
+                    revocation_level: v.revocation_level,
+                    security: v.security,
+                    security_reason: v.security_reason,
+                    timestamp_unix: v.timestamp_unix,
+                };
+                if v.report_data != expected {
+                    return Err(InfoError::KeyBindingMismatch {
+                        expected: hex::encode(expected),
+                        actual: hex::encode(&v.report_data),
+                    });
+                }
+                (mode, identity, &expected[..])
+            }
         };
-        if report.report_data != expected {
+        if report_data != expected {
             return Err(InfoError::KeyBindingMismatch {
                 expected: hex::encode(expected),
-                actual: hex::encode(report.report_data),
+                actual: hex::encode(report_data),
             });
         }
         Ok(VerifiedEnclaveInfo {
             mode,
-            identity: AttestedIdentity {
-                code_hash: report.code_hash.to_vec(),
-                signer: Some(report.code_signing_key_hash.to_vec()),
-                product_id: Some(report.product_id),
-                revocation_level: Some(report.revocation_level),
-                security: SecuritySummary::Insecure,
-                security_reason: reason.to_owned(),
-                timestamp_unix: report.timestamp_unix,
-            },
+            identity,
             data_signing_key: self.data_signing_key,
             encryption_key: self.encryption_key,
         })
@@ -322,6 +351,10 @@ impl EnclaveInstanceInfo {
                 body.extend_from_slice(attestation_key);
                 body.extend_from_slice(signature);
                 TAG_SIMULATION
+            }
+            Evidence::Hardware(hardware) => {
+                body = hardware.encode();
+                TAG_HARDWARE
             }
         };
         out.push(tag);
@@ -364,9 +397,26 @@ impl EnclaveInstanceInfo {
                 let mut r = Reader(&body[REPORT_LEN..]);
                 Evidence::Simulation { report, attestation_key: r.array()?, signature: r.array()? }
             }
+            TAG_HARDWARE => Evidence::Hardware(
+                HardwareEvidence::decode(body)
+                    .map_err(|_| InfoError::Malformed { reason: "hardware evidence is malformed" })?,
+            ),
             _ => return Err(InfoError::Malformed { reason: "unknown evidence kind" }),
         };
         Ok(Self { data_signing_key, encryption_key, evidence })
+    }
+}
+
+fn report_identity(report: &EnclaveReport, reason: &str) -> AttestedIdentity {
+    // Mock and simulated enclaves are never better than INSECURE.
+    AttestedIdentity {
+        code_hash: report.code_hash.to_vec(),
+        signer: Some(report.code_signing_key_hash.to_vec()),
+        product_id: Some(report.product_id),
+        revocation_level: Some(report.revocation_level),
+        security: SecuritySummary::Insecure,
+        security_reason: reason.to_owned(),
+        timestamp_unix: report.timestamp_unix,
     }
 }
 
