@@ -1,0 +1,472 @@
+//! The host's embedded store: what the host keeps for an enclave, in one
+//! SQLite file.
+//!
+//! An enclave call produces a sealed state, mail to itself and replies for
+//! clients. The host writes them as one [`Batch`] in one database transaction,
+//! so a crash leaves either all of a call's output or none of it: never a new
+//! state without its replies, nor replies from a state that was lost.
+//!
+//! ```text
+//!  enclave call ──► Batch { sealed state, self mail, replies, ... } ──► Store::commit (one transaction)
+//!  next start   ◄── Store::sealed_state, Store::self_mail (in order)
+//!  client poll  ◄── Store::replies(correlation id) ──► Store::acknowledge(ids)
+//! ```
+//!
+//! Everything stored is encrypted by the enclave (sealed state, self mail,
+//! replies); the host reads none of it. See `docs/store.md` for the choice of
+//! SQLite and the schema.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use conclave_core::relay::QueuedMail;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+/// The schema version this code creates and reads, kept in SQLite's
+/// `user_version` header field so it can be read before any table is trusted.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Written to SQLite's `application_id` header field, so the host refuses to
+/// use some other application's database as its store. ASCII "Ccls".
+const APPLICATION_ID: i32 = 0x4363_6c73;
+
+/// The longest correlation id the store accepts, in bytes. The schema enforces
+/// it; the web host should reject longer ids before they reach the store.
+pub const MAX_CORRELATION_ID_LEN: usize = 256;
+
+/// Version 1 of the schema. Ids are `AUTOINCREMENT` so an id is never reused
+/// after deletion: a client that acknowledges a stale id can never delete a
+/// newer reply that happened to get the same number.
+const SCHEMA_V1: &str = "
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE sealed_state (
+        slot  INTEGER PRIMARY KEY CHECK (slot = 0),
+        blob  BLOB NOT NULL
+    );
+    CREATE TABLE self_mail (
+        id    INTEGER PRIMARY KEY AUTOINCREMENT,
+        blob  BLOB NOT NULL
+    );
+    CREATE TABLE correlation_ids (
+        correlation_id TEXT PRIMARY KEY CHECK (length(CAST(correlation_id AS BLOB)) BETWEEN 1 AND 256),
+        first_seen_unix INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE replies (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        correlation_id TEXT NOT NULL REFERENCES correlation_ids (correlation_id),
+        bytes          BLOB NOT NULL,
+        created_unix   INTEGER NOT NULL
+    );
+    CREATE INDEX replies_by_correlation_id ON replies (correlation_id, id);
+";
+
+/// The output of one enclave call, committed atomically by [`Store::commit`].
+///
+/// Within the transaction the parts are applied in field order; they touch
+/// different tables, so the order only matters for which error a bad batch
+/// reports.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// The enclave's new sealed state, replacing the previous one; `None`
+    /// keeps the previous one.
+    pub sealed_state: Option<Vec<u8>>,
+    /// Mail the enclave posted to itself, appended in this order.
+    pub self_mail: Vec<Vec<u8>>,
+    /// Ids of self mail the enclave has absorbed. Ids that are already gone
+    /// are ignored, so replaying a deletion is harmless.
+    pub delete_self_mail: Vec<u64>,
+    /// Correlation ids the host delivered mail for in this call, recorded so
+    /// that polling them answers "no replies yet" rather than "unknown id".
+    /// Ids of `replies` are recorded without being listed here.
+    pub correlation_ids: Vec<String>,
+    /// Replies to queue, each for a correlation id, in this order.
+    pub replies: Vec<(String, Vec<u8>)>,
+    /// Host values to set in the meta table together with the rest (for
+    /// example counters that must move in step with the state).
+    pub meta: Vec<(String, Vec<u8>)>,
+}
+
+impl fmt::Debug for Batch {
+    /// Lengths only: the contents are ciphertext, and can be large.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Batch")
+            .field("sealed_state_len", &self.sealed_state.as_ref().map(Vec::len))
+            .field("self_mail", &self.self_mail.len())
+            .field("delete_self_mail", &self.delete_self_mail)
+            .field("correlation_ids", &self.correlation_ids)
+            .field("replies", &self.replies.len())
+            .field("meta_keys", &self.meta.iter().map(|(key, _)| key).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// SQLite refused an operation.
+    #[error("store {path}: {action} failed: {cause}")]
+    Database {
+        /// What the store was doing, such as "committing a batch".
+        action: &'static str,
+        /// The database file, or `:memory:`.
+        path: PathBuf,
+        /// SQLite's error.
+        cause: rusqlite::Error,
+    },
+    /// The file was written by a newer host with a schema this code cannot read.
+    #[error("store {path} has schema version {found}, newer than this host reads ({supported}); upgrade the host")]
+    NewerSchema {
+        /// The database file.
+        path: PathBuf,
+        /// The schema version found in the file.
+        found: u32,
+        /// The schema version this code reads.
+        supported: u32,
+    },
+    /// The file is an SQLite database of some other application.
+    #[error("{path} is not a conclave store (application id {found:#010x}); point the host at another file")]
+    NotAStore {
+        /// The database file.
+        path: PathBuf,
+        /// The application id found in the file.
+        found: i32,
+    },
+    /// A stored value breaks an invariant the store keeps, such as a negative
+    /// id: the file was edited by hand, or this is a bug.
+    #[error("store {path} is inconsistent: {reason}")]
+    Inconsistent {
+        /// The database file.
+        path: PathBuf,
+        /// What was wrong.
+        reason: &'static str,
+    },
+}
+
+/// The host's store for one enclave: one SQLite connection.
+///
+/// It is `Send` but not `Sync`: one thread uses it at a time (the web host
+/// keeps it behind a mutex or on a dedicated thread).
+pub struct Store {
+    connection: Connection,
+    path: PathBuf,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the store at `path`, creating the file and the schema if needed.
+    ///
+    /// The database runs in WAL mode with `synchronous = FULL`: a commit that
+    /// returned is on disk, and a crash mid-commit leaves the previous state.
+    /// A file of a newer schema version is refused, not modified.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let connection = Connection::open(path).map_err(database_error("opening the database", path))?;
+        let store = Self { connection, path: path.to_owned() };
+        // Check what the file is before changing anything in it.
+        store.configure()?;
+        let journal_mode: String = store
+            .connection
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(store.error("enabling write-ahead logging"))?;
+        if !journal_mode.eq_ignore_ascii_case("wal") {
+            // Some file systems (network ones) cannot host a WAL; the rollback
+            // journal still gives atomic commits, so carry on.
+            store
+                .connection
+                .pragma_update(None, "journal_mode", "DELETE")
+                .map_err(store.error("setting the journal"))?;
+        }
+        Ok(store)
+    }
+
+    /// Opens a fresh store that lives in memory and vanishes on drop. For
+    /// tests and mock hosts.
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        let path = Path::new(":memory:");
+        let connection = Connection::open_in_memory().map_err(database_error("opening the database", path))?;
+        let store = Self { connection, path: path.to_owned() };
+        store.configure()?;
+        Ok(store)
+    }
+
+    /// Sets the per-connection options and creates or checks the schema.
+    fn configure(&self) -> Result<(), StoreError> {
+        let connection = &self.connection;
+        // FULL: fsync the WAL at every commit, so a commit that returned
+        // survives power loss, not only a crash of the process.
+        connection.pragma_update(None, "synchronous", "FULL").map_err(self.error("setting synchronous mode"))?;
+        connection.pragma_update(None, "foreign_keys", true).map_err(self.error("enabling foreign keys"))?;
+        // Another process (a CLI inspecting the store) may hold a lock briefly.
+        connection.busy_timeout(std::time::Duration::from_secs(5)).map_err(self.error("setting the busy timeout"))?;
+
+        let application_id: i32 = connection
+            .pragma_query_value(None, "application_id", |row| row.get(0))
+            .map_err(self.error("reading the application id"))?;
+        let version: u32 = connection
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(self.error("reading the schema version"))?;
+        match (application_id, version) {
+            (APPLICATION_ID, SCHEMA_VERSION) => Ok(()),
+            (APPLICATION_ID, found) if found > SCHEMA_VERSION => {
+                Err(StoreError::NewerSchema { path: self.path.clone(), found, supported: SCHEMA_VERSION })
+            }
+            (APPLICATION_ID, _) => Err(self.inconsistent("schema version older than any this code wrote")),
+            // A new, empty file gets the schema; a database with tables but
+            // no marks belongs to someone else and is left alone.
+            (0, 0) if self.is_empty()? => self.create_schema(),
+            (found, _) => Err(StoreError::NotAStore { path: self.path.clone(), found }),
+        }
+    }
+
+    fn is_empty(&self) -> Result<bool, StoreError> {
+        let objects: i64 = self
+            .connection
+            .query_row("SELECT COUNT(*) FROM sqlite_schema", [], |row| row.get(0))
+            .map_err(self.error("reading the schema"))?;
+        Ok(objects == 0)
+    }
+
+    fn create_schema(&self) -> Result<(), StoreError> {
+        // The pragmas are transactional in SQLite, so the schema and the
+        // marks that say it exists appear together.
+        let sql = format!(
+            "BEGIN IMMEDIATE; {SCHEMA_V1} PRAGMA application_id = {APPLICATION_ID}; \
+             PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        );
+        self.connection.execute_batch(&sql).map_err(|cause| {
+            // execute_batch stops at the failing statement and leaves the
+            // transaction open; roll it back so nothing half-made stays.
+            let _ = self.connection.execute_batch("ROLLBACK");
+            StoreError::Database { action: "creating the schema", path: self.path.clone(), cause }
+        })
+    }
+
+    /// The database file, or `:memory:`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes all of `batch` in one transaction: either everything is stored
+    /// or, on error, nothing is. Returns the ids given to `batch.replies`, in
+    /// order.
+    pub fn commit(&mut self, batch: &Batch) -> Result<Vec<u64>, StoreError> {
+        let now = unix_now();
+        let path = &self.path;
+        let error = |action| database_error(action, path);
+        // IMMEDIATE takes the write lock at once, so the transaction cannot
+        // fail halfway because another connection started writing first.
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(error("starting a transaction"))?;
+        {
+            let mut put_meta = transaction.prepare_cached(PUT_META).map_err(error("preparing the meta update"))?;
+            for (key, value) in &batch.meta {
+                put_meta.execute(params![key, value]).map_err(error("storing a meta value"))?;
+            }
+        }
+        if let Some(blob) = &batch.sealed_state {
+            transaction.execute(PUT_SEALED_STATE, [blob]).map_err(error("storing the sealed state"))?;
+        }
+        {
+            let mut delete = transaction
+                .prepare_cached("DELETE FROM self_mail WHERE id = ?1")
+                .map_err(error("preparing the self-mail deletion"))?;
+            for &id in &batch.delete_self_mail {
+                // An id beyond i64 was never handed out; nothing to delete.
+                if let Ok(id) = i64::try_from(id) {
+                    delete.execute([id]).map_err(error("deleting self mail"))?;
+                }
+            }
+            let mut insert = transaction
+                .prepare_cached("INSERT INTO self_mail (blob) VALUES (?1)")
+                .map_err(error("preparing the self-mail insertion"))?;
+            for blob in &batch.self_mail {
+                insert.execute([blob]).map_err(error("storing self mail"))?;
+            }
+        }
+        let mut reply_ids = Vec::with_capacity(batch.replies.len());
+        {
+            let mut record = transaction
+                .prepare_cached(RECORD_CORRELATION_ID)
+                .map_err(error("preparing the correlation id record"))?;
+            for correlation_id in batch.correlation_ids.iter().chain(batch.replies.iter().map(|(id, _)| id)) {
+                record.execute(params![correlation_id, now]).map_err(error("recording a correlation id"))?;
+            }
+            let mut insert = transaction
+                .prepare_cached("INSERT INTO replies (correlation_id, bytes, created_unix) VALUES (?1, ?2, ?3)")
+                .map_err(error("preparing the reply insertion"))?;
+            for (correlation_id, bytes) in &batch.replies {
+                insert.execute(params![correlation_id, bytes, now]).map_err(error("queuing a reply"))?;
+                reply_ids.push(row_id(transaction.last_insert_rowid(), path)?);
+            }
+        }
+        transaction.commit().map_err(error("committing a batch"))?;
+        Ok(reply_ids)
+    }
+
+    /// The last sealed state committed, if any.
+    pub fn sealed_state(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.connection
+            .query_row("SELECT blob FROM sealed_state WHERE slot = 0", [], |row| row.get(0))
+            .optional()
+            .map_err(self.error("reading the sealed state"))
+    }
+
+    /// All self mail still stored, oldest first, with the ids to delete it by.
+    pub fn self_mail(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT id, blob FROM self_mail ORDER BY id")
+            .map_err(self.error("reading self mail"))?;
+        let rows = statement
+            .query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)))
+            .map_err(self.error("reading self mail"))?;
+        rows.map(|row| {
+            let (id, blob) = row.map_err(self.error("reading self mail"))?;
+            Ok((row_id(id, &self.path)?, blob))
+        })
+        .collect()
+    }
+
+    /// Up to `limit` replies queued for `correlation_id`, oldest first. They
+    /// stay queued until [acknowledged](Self::acknowledge).
+    pub fn replies(&self, correlation_id: &str, limit: usize) -> Result<Vec<QueuedMail>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT id, bytes FROM replies WHERE correlation_id = ?1 ORDER BY id LIMIT ?2")
+            .map_err(self.error("reading replies"))?;
+        let rows = statement
+            .query_map(params![correlation_id, limit], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)))
+            .map_err(self.error("reading replies"))?;
+        rows.map(|row| {
+            let (id, bytes) = row.map_err(self.error("reading replies"))?;
+            Ok(QueuedMail { id: row_id(id, &self.path)?, bytes })
+        })
+        .collect()
+    }
+
+    /// Deletes the replies `ids` of `correlation_id` and returns how many were
+    /// deleted. Ids that belong to another correlation id, or are already
+    /// gone, are left alone: a client can only acknowledge its own mail.
+    pub fn acknowledge(&mut self, correlation_id: &str, ids: &[u64]) -> Result<usize, StoreError> {
+        let path = &self.path;
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(database_error("starting a transaction", path))?;
+        let mut deleted = 0;
+        {
+            let mut delete = transaction
+                .prepare_cached("DELETE FROM replies WHERE id = ?1 AND correlation_id = ?2")
+                .map_err(database_error("preparing the acknowledgement", path))?;
+            for &id in ids {
+                if let Ok(id) = i64::try_from(id) {
+                    deleted += delete
+                        .execute(params![id, correlation_id])
+                        .map_err(database_error("acknowledging replies", path))?;
+                }
+            }
+        }
+        transaction.commit().map_err(database_error("committing an acknowledgement", path))?;
+        Ok(deleted)
+    }
+
+    /// Whether the host ever recorded `correlation_id`: it delivered mail for
+    /// it ([`Batch::correlation_ids`], [`record_correlation_id`](Self::record_correlation_id))
+    /// or queued a reply for it. Stays true after every reply is acknowledged,
+    /// so the web host answers "unknown id" only for ids it never saw.
+    pub fn has_correlation_id(&self, correlation_id: &str) -> Result<bool, StoreError> {
+        self.connection
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM correlation_ids WHERE correlation_id = ?1)",
+                [correlation_id],
+                |row| row.get(0),
+            )
+            .map_err(self.error("looking up a correlation id"))
+    }
+
+    /// Records `correlation_id` on its own, outside a batch. Recording an id
+    /// twice is harmless.
+    pub fn record_correlation_id(&mut self, correlation_id: &str) -> Result<(), StoreError> {
+        self.connection
+            .execute(RECORD_CORRELATION_ID, params![correlation_id, unix_now()])
+            .map(drop)
+            .map_err(self.error("recording a correlation id"))
+    }
+
+    /// How many replies are queued, over all correlation ids (for
+    /// back-pressure and metrics).
+    pub fn queue_depth(&self) -> Result<u64, StoreError> {
+        let count: i64 = self
+            .connection
+            .query_row("SELECT COUNT(*) FROM replies", [], |row| row.get(0))
+            .map_err(self.error("counting queued replies"))?;
+        row_id(count, &self.path)
+    }
+
+    /// A value from the meta table.
+    pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.connection
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| row.get(0))
+            .optional()
+            .map_err(self.error("reading a meta value"))
+    }
+
+    /// Sets a value in the meta table, outside a batch. To move a value in
+    /// step with the enclave's output, put it in [`Batch::meta`] instead.
+    pub fn put_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.connection.execute(PUT_META, params![key, value]).map(drop).map_err(self.error("storing a meta value"))
+    }
+
+    /// Replaces the sealed state with `blob` outside any batch. This is what
+    /// a malicious host does to roll the enclave back; tests use it to check
+    /// that the enclave and its clients notice.
+    pub fn replace_sealed_state_for_testing_only(&mut self, blob: &[u8]) -> Result<(), StoreError> {
+        self.connection.execute(PUT_SEALED_STATE, [blob]).map(drop).map_err(self.error("replacing the sealed state"))
+    }
+
+    /// Wraps an SQLite error with `action` and this store's path.
+    fn error(&self, action: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        database_error(action, &self.path)
+    }
+
+    fn inconsistent(&self, reason: &'static str) -> StoreError {
+        StoreError::Inconsistent { path: self.path.clone(), reason }
+    }
+}
+
+const PUT_META: &str =
+    "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+const PUT_SEALED_STATE: &str =
+    "INSERT INTO sealed_state (slot, blob) VALUES (0, ?1) ON CONFLICT (slot) DO UPDATE SET blob = excluded.blob";
+const RECORD_CORRELATION_ID: &str =
+    "INSERT INTO correlation_ids (correlation_id, first_seen_unix) VALUES (?1, ?2) ON CONFLICT DO NOTHING";
+
+fn database_error<'a>(action: &'static str, path: &'a Path) -> impl Fn(rusqlite::Error) -> StoreError + 'a {
+    move |cause| StoreError::Database { action, path: path.to_owned(), cause }
+}
+
+/// SQLite ids and counts are `i64`; ours are never negative.
+fn row_id(value: i64, path: &Path) -> Result<u64, StoreError> {
+    u64::try_from(value)
+        .map_err(|_| StoreError::Inconsistent { path: path.to_owned(), reason: "negative id or count in a table" })
+}
+
+/// Seconds since the Unix epoch, for the informational `created_unix` and
+/// `first_seen_unix` columns. Nothing in the store decides anything by them; a
+/// future expiry would take the time as an argument.
+fn unix_now() -> i64 {
+    let seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs());
+    i64::try_from(seconds).unwrap_or(i64::MAX)
+}
