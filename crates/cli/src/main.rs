@@ -1,1 +1,94 @@
-fn main() {}
+//! `conclave`: the command-line tool of Conclave for Rust.
+//!
+//! Thin by design: it parses flags, reads files and prints; the work is done
+//! by the library crates. Exit codes (also in the README):
+//!
+//! * 0: success; the check passed.
+//! * 1: a check failed: an enclave or evidence does not satisfy a constraint,
+//!   or evidence does not verify.
+//! * 2: usage error, unreadable input, or any other failure.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod demo;
+mod evidence;
+mod signing;
+
+/// Conclave for Rust: confidential computing with enclaves, attestation and encrypted mail.
+#[derive(Debug, Parser)]
+#[command(
+    name = "conclave",
+    version,
+    about = "Conclave for Rust: confidential computing with enclaves, attestation and encrypted mail"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the end-to-end demo: a client attests a sample enclave and exchanges mail with it.
+    Demo,
+    /// Work with enclave constraints.
+    #[command(subcommand)]
+    Constraint(ConstraintCommand),
+    /// Print the code hash of an enclave binary (SHA-256 of the file, lowercase hex).
+    Measure(signing::MeasureArgs),
+    /// Generate an Ed25519 enclave-signing key (file mode 0600).
+    Keygen(signing::KeygenArgs),
+    /// Sign an enclave binary: writes <BIN>.sig binding code hash, product id and revocation level.
+    Sign(signing::SignArgs),
+    /// Verify real TEE evidence (SGX DCAP, TDX, SEV-SNP, Nitro).
+    #[command(subcommand)]
+    Evidence(EvidenceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConstraintCommand {
+    /// Parse a constraint and print its canonical form (exit 2 and the bad token if invalid).
+    Parse {
+        /// The constraint, e.g. "C:<64 hex digits> SEC:INSECURE".
+        text: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EvidenceCommand {
+    /// Verify evidence at a given time and print the verified result as JSON.
+    Verify(evidence::VerifyArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo => demo::run(),
+        Command::Constraint(ConstraintCommand::Parse { text }) => constraint_parse(&text),
+        Command::Measure(args) => signing::measure(&args),
+        Command::Keygen(args) => signing::keygen(&args),
+        Command::Sign(args) => signing::sign(&args),
+        Command::Evidence(EvidenceCommand::Verify(args)) => return evidence::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn constraint_parse(text: &str) -> anyhow::Result<ExitCode> {
+    match conclave_core::EnclaveConstraint::parse(text) {
+        Ok(constraint) => {
+            println!("{constraint}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
