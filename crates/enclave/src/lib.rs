@@ -38,6 +38,7 @@
 mod runtime;
 pub mod sandbox;
 pub mod sequence;
+pub mod tee;
 
 pub use conclave_core::DecryptedMail as EnclaveMail;
 pub use runtime::{CallOutcome, EnclaveContext, EnclaveIdentity, EnclaveRuntime, HostInterface};

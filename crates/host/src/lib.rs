@@ -38,6 +38,7 @@
 
 mod host;
 pub mod relay;
+pub mod store;
 
 pub use host::{EnclaveHost, HostCallback, mock_identity};
 pub use relay::{LocalRelay, LocalRelayHandle};
