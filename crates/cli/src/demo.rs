@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use conclave_client::EnclaveClient;
 use conclave_core::EnclaveConstraint;
 use conclave_examples::reverse::ReverseEnclave;
-use conclave_host::{EnclaveHost, LocalRelay, LocalRelayHandle, mock_identity};
+use conclave_host::{EnclaveHost, LocalRelayHandle, mock_identity};
 
 pub fn run() -> anyhow::Result<ExitCode> {
     println!("Conclave for Rust: demo");
@@ -15,9 +15,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     println!();
 
     println!("1. The host loads the `reverse` sample enclave and starts it.");
-    let mut host = EnclaveHost::load_mock(ReverseEnclave::default());
-    host.start(None)?;
-    let relay = LocalRelayHandle::new(LocalRelay::new(host));
+    let relay = LocalRelayHandle::in_memory(EnclaveHost::load_mock(ReverseEnclave::default()))?;
 
     let code_hash = hex::encode(mock_identity::<ReverseEnclave>().code_hash);
     let constraint = EnclaveConstraint::parse(&format!("C:{code_hash} SEC:INSECURE"))?;

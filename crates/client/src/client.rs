@@ -8,7 +8,7 @@ use std::{
 
 use conclave_core::{
     ConstraintError, EnclaveConstraint, EnclaveInstanceInfo, InfoError, MailError, MailRelay, PostOffice, PublicKey,
-    RelayError, VerifiedEnclaveInfo, decrypt_mail,
+    RelayError, StateFrame, VerifiedEnclaveInfo, decrypt_mail,
 };
 use rand_core::OsRng;
 
@@ -38,6 +38,21 @@ pub enum ClientError {
         /// Its sequence number.
         sequence_number: u64,
     },
+    /// A reply came from an older enclave state than one this client was
+    /// already shown: the host rolled the enclave's sealed state back.
+    #[error(
+        "rollback detected: the enclave answered from state {received} but this client was already shown state \
+         {last_seen}; the host restored an older sealed state"
+    )]
+    Rollback {
+        /// The highest state counter seen before.
+        last_seen: u64,
+        /// The counter in this reply.
+        received: u64,
+    },
+    /// A reply did not start with a state frame.
+    #[error("reply from the enclave has no state frame: the enclave does not speak this protocol version")]
+    MissingStateFrame,
     /// The client was used before `start`.
     #[error("client is not started: call start first")]
     NotStarted,
@@ -65,6 +80,8 @@ pub struct EnclaveReply {
     pub sequence_number: u64,
     /// The decrypted body.
     pub body: Vec<u8>,
+    /// Which enclave state produced the reply.
+    pub state: StateFrame,
 }
 
 impl core::fmt::Debug for EnclaveReply {
@@ -192,8 +209,14 @@ impl<R: MailRelay> EnclaveClient<R> {
         // The number is spent once the mail exists: if delivery fails after the
         // host got it, resending the same number would be a replay.
         self.state.next_sequence_numbers.insert(topic.to_owned(), post_office.next_sequence_number());
-        let reply = self.relay.deliver(&self.state.correlation_id.clone(), &mail)?;
-        reply.map(|bytes| self.open_reply(&bytes)).transpose()
+        let id = self.state.correlation_id.clone();
+        let Some(queued) = self.relay.deliver(&id, &mail)? else { return Ok(None) };
+        let reply = self.open_reply(&queued.bytes);
+        // The reply also waits in the host's queue; it is handled now, so let the host drop it.
+        if reply.is_ok() || matches!(reply, Err(ClientError::ReplayedReply { .. })) {
+            self.relay.acknowledge(&id, &[queued.id])?;
+        }
+        reply.map(Some)
     }
 
     /// Fetches queued replies, checks and decrypts them, then acknowledges
@@ -226,9 +249,27 @@ impl<R: MailRelay> EnclaveClient<R> {
         }
         let topic = mail.header.topic().to_owned();
         let sequence_number = mail.header.sequence_number();
-        if !self.seen_replies.entry(topic.clone()).or_default().insert(sequence_number) {
+        if self.seen_replies.get(&topic).is_some_and(|seen| seen.contains(&sequence_number)) {
             return Err(ClientError::ReplayedReply { topic, sequence_number });
         }
-        Ok(EnclaveReply { topic, sequence_number, body: mail.body })
+        let (frame, body) = StateFrame::unwrap(&mail.body).ok_or(ClientError::MissingStateFrame)?;
+        self.check_state(&frame)?;
+        self.seen_replies.entry(topic.clone()).or_default().insert(sequence_number);
+        Ok(EnclaveReply { topic, sequence_number, body: body.to_vec(), state: frame })
+    }
+
+    /// Refuses a reply from an older state than one already seen, or from a
+    /// different state with the same counter (a fork), then records it.
+    fn check_state(&mut self, frame: &StateFrame) -> Result<(), ClientError> {
+        let id = hex::encode(frame.state_id);
+        if let Some(last_seen) = self.state.last_state_counter {
+            let forked = frame.counter == last_seen && self.state.last_state_id.as_deref() != Some(id.as_str());
+            if frame.counter < last_seen || forked {
+                return Err(ClientError::Rollback { last_seen, received: frame.counter });
+            }
+        }
+        self.state.last_state_counter = Some(frame.counter);
+        self.state.last_state_id = Some(id);
+        Ok(())
     }
 }

@@ -17,7 +17,7 @@
 //! use conclave_client::EnclaveClient;
 //! use conclave_core::EnclaveConstraint;
 //! use conclave_enclave::{Enclave, EnclaveContext, EnclaveError, EnclaveMail};
-//! use conclave_host::{EnclaveHost, LocalRelay, LocalRelayHandle, mock_identity};
+//! use conclave_host::{EnclaveHost, LocalRelayHandle, mock_identity};
 //!
 //! #[derive(Default)]
 //! struct Upper;
@@ -29,9 +29,8 @@
 //!     }
 //! }
 //!
-//! let mut host = EnclaveHost::load_mock(Upper);
-//! host.start(None)?;
-//! let relay = LocalRelayHandle::new(LocalRelay::new(host));
+//! // An in-process host with an in-memory store; it starts the enclave.
+//! let relay = LocalRelayHandle::in_memory(EnclaveHost::load_mock(Upper))?;
 //!
 //! // Mock enclaves are INSECURE: the constraint must say it accepts that.
 //! let code_hash = hex::encode(mock_identity::<Upper>().code_hash);

@@ -26,6 +26,12 @@ pub struct ClientState {
     pub enclave_key: Option<String>,
     /// Next sequence number per topic, for `enclave_key`.
     pub next_sequence_numbers: BTreeMap<String, u64>,
+    /// The highest enclave state counter this client has been shown (rollback detection).
+    #[serde(default)]
+    pub last_state_counter: Option<u64>,
+    /// The state id that came with `last_state_counter`, hex.
+    #[serde(default)]
+    pub last_state_id: Option<String>,
 }
 
 impl core::fmt::Debug for ClientState {
@@ -37,6 +43,7 @@ impl core::fmt::Debug for ClientState {
             .field("correlation_id", &self.correlation_id)
             .field("enclave_key", &self.enclave_key)
             .field("next_sequence_numbers", &self.next_sequence_numbers)
+            .field("last_state_counter", &self.last_state_counter)
             .finish()
     }
 }
@@ -54,6 +61,8 @@ impl ClientState {
             correlation_id: hex::encode(id),
             enclave_key: None,
             next_sequence_numbers: BTreeMap::new(),
+            last_state_counter: None,
+            last_state_id: None,
         }
     }
 

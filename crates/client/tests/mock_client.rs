@@ -3,12 +3,10 @@
 use conclave_client::{ClientError, ClientState, EnclaveClient};
 use conclave_core::{ConstraintError, EnclaveConstraint, MailRelay};
 use conclave_examples::reverse::ReverseEnclave;
-use conclave_host::{EnclaveHost, LocalRelay, LocalRelayHandle, mock_identity};
+use conclave_host::{EnclaveHost, LocalRelayHandle, mock_identity};
 
 fn relay() -> LocalRelayHandle {
-    let mut host = EnclaveHost::load_mock(ReverseEnclave::default());
-    host.start(None).unwrap();
-    LocalRelayHandle::new(LocalRelay::new(host))
+    LocalRelayHandle::in_memory(EnclaveHost::load_mock_restartable::<ReverseEnclave>()).unwrap()
 }
 
 fn constraint(extra: &str) -> EnclaveConstraint {
@@ -92,13 +90,17 @@ fn bad_state_is_refused_with_a_reason() {
 }
 
 /// A relay that hands back the same reply twice.
-struct Replaying(LocalRelayHandle, Option<Vec<u8>>);
+struct Replaying(LocalRelayHandle, Option<conclave_core::QueuedMail>);
 
 impl MailRelay for Replaying {
     fn attestation(&mut self) -> Result<Vec<u8>, conclave_core::RelayError> {
         self.0.attestation()
     }
-    fn deliver(&mut self, id: &str, mail: &[u8]) -> Result<Option<Vec<u8>>, conclave_core::RelayError> {
+    fn deliver(
+        &mut self,
+        id: &str,
+        mail: &[u8],
+    ) -> Result<Option<conclave_core::QueuedMail>, conclave_core::RelayError> {
         let reply = self.0.deliver(id, mail)?;
         Ok(match (&self.1, reply) {
             (Some(old), _) => Some(old.clone()),
@@ -133,13 +135,7 @@ fn an_enclave_restart_means_new_keys_and_fresh_numbers() {
     client.send_mail("t", b"1").unwrap();
     let old_key = client.enclave_info().unwrap().encryption_key;
     // The host restarts the enclave.
-    {
-        let mut guard = relay.lock();
-        let host = guard.host_mut();
-        host.close();
-        *host = EnclaveHost::load_mock(ReverseEnclave::default());
-        host.start(None).unwrap();
-    }
+    relay.lock().restart_enclave().unwrap();
     client.start().unwrap();
     assert_ne!(client.enclave_info().unwrap().encryption_key, old_key);
     assert_eq!(client.send_mail("t", b"2").unwrap().unwrap().sequence_number, 0);

@@ -22,6 +22,17 @@ pub enum HostCommand {
         /// The sealed blob; the host cannot read it.
         blob: Vec<u8>,
     },
+    /// Keep this sealed mail-to-self and hand it back, in order with the
+    /// others, at the enclave's next start.
+    StoreMailToSelf {
+        /// The sealed mail; the host cannot read it.
+        blob: Vec<u8>,
+    },
+    /// The enclave has absorbed the mail-to-self with this host id: delete it.
+    DeleteMailToSelf {
+        /// The id the host gave the mail when it handed it back.
+        id: u64,
+    },
 }
 
 impl core::fmt::Debug for HostCommand {
@@ -31,6 +42,8 @@ impl core::fmt::Debug for HostCommand {
                 f.debug_struct("PostMail").field("len", &bytes.len()).field("routing_hint", routing_hint).finish()
             }
             Self::StoreSealedState { blob } => f.debug_struct("StoreSealedState").field("len", &blob.len()).finish(),
+            Self::StoreMailToSelf { blob } => f.debug_struct("StoreMailToSelf").field("len", &blob.len()).finish(),
+            Self::DeleteMailToSelf { id } => f.debug_struct("DeleteMailToSelf").field("id", id).finish(),
         }
     }
 }

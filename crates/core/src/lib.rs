@@ -46,6 +46,7 @@ pub mod relay;
 pub mod sealing;
 pub mod security;
 pub mod signature;
+pub mod state_frame;
 
 pub use command::HostCommand;
 pub use constraint::{ConstraintError, EnclaveConstraint, Unsatisfied};
@@ -61,6 +62,7 @@ pub use relay::{MailRelay, QueuedMail, RelayError};
 pub use sealing::{Sealer, SealingError, SealingIdentity, SealingPolicy, Unsealed};
 pub use security::SecuritySummary;
 pub use signature::{EnclaveSignature, SignatureError};
+pub use state_frame::StateFrame;
 
 /// Any error of this crate, grouped by the part of the protocol that failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,4 +80,7 @@ pub enum Error {
     /// An enclave signature file is invalid.
     #[error(transparent)]
     Signature(#[from] SignatureError),
+    /// Sealing or unsealing failed.
+    #[error(transparent)]
+    Sealing(#[from] SealingError),
 }

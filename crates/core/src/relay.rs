@@ -45,9 +45,10 @@ pub trait MailRelay {
     fn attestation(&mut self) -> Result<Vec<u8>, RelayError>;
 
     /// Delivers one mail; the host routes the enclave's replies by
-    /// `correlation_id`. Returns the first reply, if the enclave sent one
-    /// during the call (it is then not queued).
-    fn deliver(&mut self, correlation_id: &str, mail: &[u8]) -> Result<Option<Vec<u8>>, RelayError>;
+    /// `correlation_id`. Returns the first reply for that id, if the enclave
+    /// sent one during the call. Every reply, that one included, stays queued
+    /// until acknowledged, so a lost response loses nothing.
+    fn deliver(&mut self, correlation_id: &str, mail: &[u8]) -> Result<Option<QueuedMail>, RelayError>;
 
     /// Replies queued for `correlation_id`, oldest first. They stay queued
     /// until acknowledged.

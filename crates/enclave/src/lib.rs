@@ -35,13 +35,15 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod persistence;
 mod runtime;
 pub mod sandbox;
 pub mod sequence;
 pub mod tee;
 
 pub use conclave_core::DecryptedMail as EnclaveMail;
-pub use runtime::{CallOutcome, EnclaveContext, EnclaveIdentity, EnclaveRuntime, HostInterface};
+pub use persistence::{PersistentMap, StateFrame};
+pub use runtime::{CallOutcome, EnclaveContext, EnclaveIdentity, EnclaveRuntime, HostInterface, StartInput};
 pub use sequence::{SequenceError, SequenceTracker};
 
 use conclave_core::MailError;
@@ -72,8 +74,27 @@ pub trait Enclave: std::any::Any + Send {
         Ok(None)
     }
 
+    /// A mail this enclave posted to itself in an earlier run, handed back
+    /// at start in the order it was posted (after `on_startup`, before any
+    /// client mail). Call [`EnclaveContext::delete_mail_to_self`] with its id
+    /// once its content is absorbed.
+    fn receive_mail_from_self(&mut self, _ctx: &mut EnclaveContext<'_>, _mail: SelfMail) -> Result<(), EnclaveError> {
+        Ok(())
+    }
+
     /// Called once before the enclave stops.
     fn on_shutdown(&mut self, _ctx: &mut EnclaveContext<'_>) {}
+}
+
+/// A mail-to-self handed back at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelfMail {
+    /// The host's id for it: pass it to `delete_mail_to_self`.
+    pub id: u64,
+    /// The topic it was posted on.
+    pub topic: String,
+    /// Its body.
+    pub body: Vec<u8>,
 }
 
 /// Why an enclave call failed.
@@ -89,6 +110,12 @@ pub enum EnclaveError {
     /// The application refused the call.
     #[error("enclave refused the call: {0}")]
     Application(String),
+    /// Sealed data could not be sealed or unsealed.
+    #[error(transparent)]
+    Sealing(#[from] conclave_core::SealingError),
+    /// Sealed state or mail-to-self is inconsistent (for instance, rolled back).
+    #[error("persistent state refused: {0}")]
+    Persistence(String),
     /// The host failed to do what the enclave asked.
     #[error("host failed: {0}")]
     Host(String),

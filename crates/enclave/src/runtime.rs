@@ -7,13 +7,74 @@ use std::{
 };
 
 use conclave_core::{
-    EnclaveInstanceInfo, EnclaveReport, Evidence, HostCommand, PostOffice, PrivateKey, PublicKey, decrypt_mail,
-    key_binding,
+    EnclaveInstanceInfo, EnclaveReport, Evidence, HostCommand, PostOffice, PrivateKey, PublicKey, Sealer,
+    SealingIdentity, SealingPolicy, decrypt_mail, key_binding, mail::validate_topic,
 };
 use ed25519_dalek::{Signer, SigningKey};
-use rand_core::OsRng;
+use rand_core::{OsRng, RngCore};
 
-use crate::{Enclave, EnclaveError, EnclaveMail, sequence::SequenceTracker};
+use crate::{
+    Enclave, EnclaveError, EnclaveMail, SelfMail,
+    persistence::{
+        DEFAULT_MAP_LIMIT, DurableState, PersistentMap, StateFrame, decode_self_mail, decode_state, encode_self_mail,
+        encode_state,
+    },
+    sequence::SequenceTracker,
+};
+
+/// Associated data that keeps sealed state and mail-to-self apart.
+const STATE_AAD: &[u8] = b"conclave-sealed-state-v1";
+const SELF_MAIL_AAD: &[u8] = b"conclave-mail-to-self-v1";
+
+/// What the host hands the enclave at start.
+#[derive(Clone)]
+pub struct StartInput {
+    /// The root of the sealing keys. In simulation mode it is a file in the
+    /// host's data directory (so the host's operator can read it); on
+    /// hardware it would come from the CPU.
+    pub platform_secret: [u8; 32],
+    /// The last sealed state the host committed, if any.
+    pub sealed_state: Option<Vec<u8>>,
+    /// Stored mail-to-self, in the order it was posted: (host id, sealed blob).
+    pub self_mail: Vec<(u64, Vec<u8>)>,
+    /// Which identity new sealed data is bound to.
+    pub sealing_policy: SealingPolicy,
+    /// Size limit of the persistent map, in bytes.
+    pub persistent_map_limit: usize,
+}
+
+impl StartInput {
+    /// A first start: no state, no mail to self, code-hash sealing, default map limit.
+    pub fn fresh(platform_secret: [u8; 32]) -> Self {
+        Self {
+            platform_secret,
+            sealed_state: None,
+            self_mail: Vec::new(),
+            sealing_policy: SealingPolicy::CodeHash,
+            persistent_map_limit: DEFAULT_MAP_LIMIT,
+        }
+    }
+}
+
+impl core::fmt::Debug for StartInput {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("StartInput")
+            .field("platform_secret", &"<redacted>")
+            .field("sealed_state_len", &self.sealed_state.as_ref().map(Vec::len))
+            .field("self_mail", &self.self_mail.len())
+            .field("sealing_policy", &self.sealing_policy)
+            .field("persistent_map_limit", &self.persistent_map_limit)
+            .finish()
+    }
+}
+
+/// Outgoing work of a call, kept in order until the call ends.
+enum Pending {
+    /// Mail to encrypt at the end of the call, when its state frame is known.
+    Mail { destination: PublicKey, topic: String, body: Vec<u8>, routing_hint: Option<String> },
+    /// A command passed through as it is.
+    Command(HostCommand),
+}
 
 /// Who the enclave is: what its evidence reports besides its keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,8 +107,14 @@ pub(crate) struct RuntimeState {
     info: EnclaveInstanceInfo,
     post_offices: HashMap<(PublicKey, String), PostOffice>,
     sequences: SequenceTracker,
-    commands: Vec<HostCommand>,
+    pending: Vec<Pending>,
     host: Box<dyn HostInterface>,
+    sealer: Sealer,
+    sealing_policy: SealingPolicy,
+    map: PersistentMap,
+    durable: DurableState,
+    /// Mail-to-self posted during the current call (their numbers are taken from `durable`).
+    self_mail_posted: u64,
 }
 
 /// What an enclave can do during a call: reply, post mail, call its host.
@@ -95,12 +162,18 @@ impl EnclaveContext<'_> {
         self.post_office(&mail.sender, mail.header.topic())
     }
 
-    /// Hands an encrypted mail to the host for delivery.
+    /// Hands an already encrypted mail to the host as it is. Mail built this
+    /// way carries no state frame; clients of this SDK expect one, so prefer
+    /// [`Self::send`] and [`Self::reply`].
     pub fn post_mail(&mut self, bytes: Vec<u8>, routing_hint: Option<&str>) {
-        self.state.commands.push(HostCommand::PostMail { bytes, routing_hint: routing_hint.map(str::to_owned) });
+        self.state
+            .pending
+            .push(Pending::Command(HostCommand::PostMail { bytes, routing_hint: routing_hint.map(str::to_owned) }));
     }
 
-    /// Encrypts `body` to `destination` on `topic` and posts it.
+    /// Sends `body` to `destination` on `topic`. It is encrypted when the call
+    /// ends, behind a state frame naming the state this call leaves behind,
+    /// so the recipient can tell if the host ever rolls the enclave back.
     pub fn send(
         &mut self,
         destination: &PublicKey,
@@ -108,9 +181,42 @@ impl EnclaveContext<'_> {
         body: &[u8],
         routing_hint: Option<&str>,
     ) -> Result<(), EnclaveError> {
-        let bytes = self.post_office(destination, topic)?.encrypt_mail(body, &mut OsRng)?;
-        self.post_mail(bytes, routing_hint);
+        validate_topic(topic)?;
+        self.state.pending.push(Pending::Mail {
+            destination: *destination,
+            topic: topic.to_owned(),
+            body: body.to_vec(),
+            routing_hint: routing_hint.map(str::to_owned),
+        });
         Ok(())
+    }
+
+    /// The persistent map: sealed and handed to the host after every call that changes it.
+    pub fn persistent_map(&mut self) -> &mut PersistentMap {
+        &mut self.state.map
+    }
+
+    /// The counter of the enclave's current sealed state (0 before the first).
+    pub fn state_counter(&self) -> u64 {
+        self.state.durable.counter
+    }
+
+    /// Posts mail to this enclave itself: sealed under its sealing identity
+    /// (not its per-start key), kept by the host, and handed back in order
+    /// through [`Enclave::receive_mail_from_self`] at the next start.
+    pub fn post_mail_to_self(&mut self, topic: &str, body: &[u8]) -> Result<(), EnclaveError> {
+        validate_topic(topic)?;
+        let sequence = self.state.durable.next_self_mail + self.state.self_mail_posted;
+        let plaintext = encode_self_mail(sequence, topic, body);
+        let blob = self.state.sealer.seal(self.state.sealing_policy, &plaintext, SELF_MAIL_AAD, &mut OsRng)?;
+        self.state.self_mail_posted += 1;
+        self.state.pending.push(Pending::Command(HostCommand::StoreMailToSelf { blob }));
+        Ok(())
+    }
+
+    /// Tells the host it may delete the mail-to-self with this host id (once absorbed).
+    pub fn delete_mail_to_self(&mut self, id: u64) {
+        self.state.pending.push(Pending::Command(HostCommand::DeleteMailToSelf { id }));
     }
 
     /// Encrypts `body` to the sender of `mail`, on its topic, and posts it with `routing_hint`.
@@ -151,11 +257,13 @@ fn now_unix() -> u64 {
 
 impl EnclaveRuntime {
     /// Starts an enclave: fresh keys from the OS random source, evidence from
-    /// the host, then `on_startup`. Returns the commands start-up emitted.
+    /// the host, the sealed state restored, `on_startup`, then every stored
+    /// mail-to-self in order. Returns the commands start-up emitted.
     pub fn start(
         enclave: Box<dyn Enclave>,
         identity: &EnclaveIdentity,
         mut host: Box<dyn HostInterface>,
+        input: StartInput,
     ) -> Result<(Self, Vec<HostCommand>), EnclaveError> {
         let encryption_key = PrivateKey::generate(&mut OsRng);
         let signing_key = SigningKey::generate(&mut OsRng);
@@ -170,17 +278,60 @@ impl EnclaveRuntime {
         };
         let evidence = host.evidence(report)?;
         let info = EnclaveInstanceInfo::new(signing_public, encryption_key.public_key(), evidence);
+        let sealer = Sealer::new(
+            input.platform_secret,
+            SealingIdentity {
+                code_hash: identity.code_hash,
+                code_signing_key_hash: identity.code_signing_key_hash,
+                product_id: identity.product_id,
+            },
+        );
+        let mut map = PersistentMap::new(input.persistent_map_limit);
+        let durable = match &input.sealed_state {
+            Some(blob) => {
+                let plain = sealer.unseal(blob, STATE_AAD)?;
+                decode_state(&plain.plaintext, &mut map)?
+            }
+            None => DurableState::default(),
+        };
         let state = RuntimeState {
             encryption_key,
             signing_key,
             info,
             post_offices: HashMap::new(),
             sequences: SequenceTracker::default(),
-            commands: Vec::new(),
+            pending: Vec::new(),
             host,
+            sealer,
+            sealing_policy: input.sealing_policy,
+            map,
+            durable,
+            self_mail_posted: 0,
         };
         let mut runtime = Self { enclave, state };
-        let commands = runtime.run(|enclave, ctx| enclave.on_startup(ctx))?;
+        let mut commands = runtime.run(|enclave, ctx| enclave.on_startup(ctx))?;
+        let mut previous: Option<u64> = None;
+        for (id, blob) in input.self_mail {
+            let plain = runtime.state.sealer.unseal(&blob, SELF_MAIL_AAD)?;
+            let (sequence, topic, body) = decode_self_mail(&plain.plaintext)?;
+            // The host keeps mail-to-self; it must hand it back in the order it was posted.
+            if previous.is_some_and(|p| sequence <= p) {
+                return Err(EnclaveError::Persistence(format!(
+                    "mail to self out of order: number {sequence} after {}",
+                    previous.unwrap_or_default()
+                )));
+            }
+            if sequence >= runtime.state.durable.next_self_mail {
+                return Err(EnclaveError::Persistence(format!(
+                    "mail to self number {sequence} is newer than the sealed state (which expects fewer than {}): \
+                     the host handed back an older sealed state",
+                    runtime.state.durable.next_self_mail
+                )));
+            }
+            previous = Some(sequence);
+            let mail = SelfMail { id, topic, body };
+            commands.extend(runtime.run(|enclave, ctx| enclave.receive_mail_from_self(ctx, mail))?);
+        }
         Ok((runtime, commands))
     }
 
@@ -221,15 +372,71 @@ impl EnclaveRuntime {
     }
 
     /// Runs one call; its commands are returned only if it succeeds, so a
-    /// failed call leaves nothing behind.
+    /// failed call leaves nothing behind (its persistent-map changes are undone).
     fn run(
         &mut self,
         f: impl FnOnce(&mut dyn Enclave, &mut EnclaveContext<'_>) -> Result<(), EnclaveError>,
     ) -> Result<Vec<HostCommand>, EnclaveError> {
-        self.state.commands.clear();
+        self.state.pending.clear();
+        self.state.self_mail_posted = 0;
         let mut ctx = EnclaveContext { state: &mut self.state };
-        let result = f(&mut *self.enclave, &mut ctx);
-        let commands = core::mem::take(&mut self.state.commands);
-        result.map(|()| commands)
+        let result = f(&mut *self.enclave, &mut ctx).and_then(|()| self.finish_call());
+        if result.is_err() {
+            self.state.map.end_call(false);
+            self.state.pending.clear();
+            self.state.self_mail_posted = 0;
+        }
+        result
+    }
+
+    /// Seals the state if the call changed it, then encrypts the call's mail
+    /// behind the state frame of the state it leaves behind.
+    fn finish_call(&mut self) -> Result<Vec<HostCommand>, EnclaveError> {
+        let state = &mut self.state;
+        let seal = state.map.changed() || state.self_mail_posted > 0;
+        let (state_id, counter) = if seal {
+            let mut id = [0u8; 16];
+            OsRng.fill_bytes(&mut id);
+            (id, state.durable.counter + 1)
+        } else {
+            (state.durable.state_id, state.durable.counter)
+        };
+        let mut shown = state.durable.shown.clone();
+        let mut commands = Vec::with_capacity(state.pending.len() + 1);
+        for pending in core::mem::take(&mut state.pending) {
+            match pending {
+                Pending::Command(command) => commands.push(command),
+                Pending::Mail { destination, topic, body, routing_hint } => {
+                    let last_shown = shown.insert(destination, counter).unwrap_or(0);
+                    let framed = StateFrame { state_id, counter, last_shown }.wrap(&body);
+                    let key = (destination, topic.clone());
+                    let po = match state.post_offices.entry(key) {
+                        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(e) => {
+                            e.insert(PostOffice::new(state.encryption_key.clone(), destination, &topic)?)
+                        }
+                    };
+                    let bytes = po.encrypt_mail(&framed, &mut OsRng)?;
+                    commands.push(HostCommand::PostMail { bytes, routing_hint });
+                }
+            }
+        }
+        if seal {
+            let durable = DurableState {
+                state_id,
+                counter,
+                next_self_mail: state.durable.next_self_mail + state.self_mail_posted,
+                shown,
+            };
+            let blob =
+                state.sealer.seal(state.sealing_policy, &encode_state(&durable, &state.map), STATE_AAD, &mut OsRng)?;
+            commands.push(HostCommand::StoreSealedState { blob });
+            state.durable = durable;
+        } else {
+            state.durable.shown = shown;
+        }
+        state.map.end_call(true);
+        state.self_mail_posted = 0;
+        Ok(commands)
     }
 }

@@ -3,7 +3,10 @@
 use std::any::Any;
 
 use conclave_core::{EnclaveInstanceInfo, EnclaveReport, Evidence, HostCommand};
-use conclave_enclave::{CallOutcome, Enclave, EnclaveError, EnclaveIdentity, EnclaveRuntime, HostInterface};
+use conclave_enclave::{
+    CallOutcome, Enclave, EnclaveError, EnclaveIdentity, EnclaveRuntime, HostInterface, StartInput,
+};
+use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 
 use crate::HostError;
@@ -11,10 +14,19 @@ use crate::HostError;
 /// The host's answer to `call_untrusted_host`: bytes in, optional bytes out.
 pub type HostCallback = Box<dyn FnMut(&[u8]) -> Option<Vec<u8>> + Send>;
 
+/// Makes a fresh enclave value for each (re)start of a mock enclave.
+pub type EnclaveFactory = Box<dyn Fn() -> Box<dyn Enclave> + Send>;
+
 /// How the enclave runs.
 enum Backend {
-    /// In this process. The runtime exists once started.
-    Mock { pending: Option<Box<dyn Enclave>>, identity: EnclaveIdentity, runtime: Option<EnclaveRuntime> },
+    /// In this process. `pending` is the value for the next start; `factory`
+    /// makes another one for a restart. The runtime exists once started.
+    Mock {
+        pending: Option<Box<dyn Enclave>>,
+        factory: Option<EnclaveFactory>,
+        identity: EnclaveIdentity,
+        runtime: Option<EnclaveRuntime>,
+    },
 }
 
 /// Runs one enclave for the untrusted side: start, deliver mail, call, close.
@@ -71,17 +83,54 @@ impl EnclaveHost {
 
     /// Loads a mock enclave that reports the given identity.
     pub fn load_mock_with_identity<E: Enclave>(enclave: E, identity: EnclaveIdentity) -> Self {
-        Self { backend: Backend::Mock { pending: Some(Box::new(enclave)), identity, runtime: None } }
+        Self { backend: Backend::Mock { pending: Some(Box::new(enclave)), factory: None, identity, runtime: None } }
     }
 
-    /// Starts the enclave: keys, evidence, `on_startup`. `callback` answers
-    /// the enclave's `call_untrusted_host`.
+    /// Loads a mock enclave that can be restarted: each start gets `E::default()`.
+    pub fn load_mock_restartable<E: Enclave + Default>() -> Self {
+        Self {
+            backend: Backend::Mock {
+                pending: None,
+                factory: Some(Box::new(|| Box::new(E::default()))),
+                identity: mock_identity::<E>(),
+                runtime: None,
+            },
+        }
+    }
+
+    /// Whether the enclave is running.
+    pub fn is_started(&self) -> bool {
+        match &self.backend {
+            Backend::Mock { runtime, .. } => runtime.is_some(),
+        }
+    }
+
+    /// Starts the enclave with no stored state: keys, evidence,
+    /// `on_startup`. `callback` answers the enclave's `call_untrusted_host`.
     pub fn start(&mut self, callback: Option<HostCallback>) -> Result<Vec<HostCommand>, HostError> {
+        let mut secret = [0u8; 32];
+        OsRng.fill_bytes(&mut secret);
+        self.start_with(callback, StartInput::fresh(secret))
+    }
+
+    /// Starts the enclave from stored state (sealed state, mail-to-self).
+    pub fn start_with(
+        &mut self,
+        callback: Option<HostCallback>,
+        input: StartInput,
+    ) -> Result<Vec<HostCommand>, HostError> {
         match &mut self.backend {
-            Backend::Mock { pending, identity, runtime } => {
-                let enclave = pending.take().ok_or(HostError::AlreadyStarted)?;
+            Backend::Mock { pending, factory, identity, runtime } => {
+                if runtime.is_some() {
+                    return Err(HostError::AlreadyStarted);
+                }
+                let enclave = match (pending.take(), factory) {
+                    (Some(enclave), _) => enclave,
+                    (None, Some(factory)) => factory(),
+                    (None, None) => return Err(HostError::NotRestartable),
+                };
                 let (started, commands) =
-                    EnclaveRuntime::start(enclave, identity, Box::new(MockHostInterface { callback }))?;
+                    EnclaveRuntime::start(enclave, identity, Box::new(MockHostInterface { callback }), input)?;
                 *runtime = Some(started);
                 Ok(commands)
             }

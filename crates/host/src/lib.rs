@@ -1,7 +1,7 @@
 //! Conclave host: the untrusted side that runs an enclave and carries its mail.
 //!
 //! ```text
-//!  clients ──mail──► LocalRelay / web host ──► EnclaveHost ──► enclave (mock: in process)
+//!  clients ──mail──► LocalRelayHandle / web host ──► HostService ──► EnclaveHost ──► enclave (mock: in process)
 //!          ◄─reply──        queues by hint ◄── HostCommand batch ◄──┘
 //! ```
 //!
@@ -38,10 +38,12 @@
 
 mod host;
 pub mod relay;
+pub mod service;
 pub mod store;
 
-pub use host::{EnclaveHost, HostCallback, mock_identity};
+pub use host::{EnclaveFactory, EnclaveHost, HostCallback, mock_identity};
 pub use relay::{LocalRelay, LocalRelayHandle};
+pub use service::{HostService, ServiceConfig, Traffic};
 
 use conclave_core::RelayError;
 use conclave_enclave::{EnclaveError, SequenceError};
@@ -56,6 +58,15 @@ pub enum HostError {
     /// `start` was called twice.
     #[error("enclave is already started")]
     AlreadyStarted,
+    /// A mock enclave loaded from a value cannot be started again.
+    #[error("this mock enclave cannot be restarted: load it with load_mock_restartable")]
+    NotRestartable,
+    /// A poll or acknowledgement named a correlation id the host never saw.
+    #[error("unknown correlation id {0:?}: no mail was ever delivered with it")]
+    UnknownCorrelationId(String),
+    /// The host's store failed.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
     /// The enclave refused or failed the call.
     #[error(transparent)]
     Enclave(#[from] EnclaveError),
@@ -66,7 +77,9 @@ impl HostError {
     /// place errors become codes; the web host maps codes to HTTP statuses.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::NotStarted | Self::AlreadyStarted => "ENCLAVE_UNAVAILABLE",
+            Self::NotStarted | Self::AlreadyStarted | Self::NotRestartable => "ENCLAVE_UNAVAILABLE",
+            Self::UnknownCorrelationId(_) => "UNKNOWN_CORRELATION_ID",
+            Self::Store(_) => "STORE_FAILED",
             Self::Enclave(e) => match e {
                 EnclaveError::Mail(_) => "MAIL_INVALID",
                 EnclaveError::Sequence(SequenceError::Replayed { .. }) => "SEQUENCE_REPLAYED",

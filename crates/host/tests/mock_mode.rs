@@ -1,7 +1,7 @@
 //! Mock mode end to end: load, start, attest, deliver, decrypt the reply;
 //! and the sequence checks that protect the enclave from a hostile host.
 
-use conclave_core::{EnclaveMode, HostCommand, PostOffice, PrivateKey, SecuritySummary};
+use conclave_core::{EnclaveMode, HostCommand, PostOffice, PrivateKey, SecuritySummary, StateFrame};
 use conclave_enclave::{EnclaveError, SequenceError};
 use conclave_examples::reverse::ReverseEnclave;
 use conclave_host::{EnclaveHost, HostError};
@@ -40,7 +40,10 @@ fn round_trip_through_a_mock_enclave() {
     };
     assert_eq!(routing_hint.as_deref(), Some("client-1"));
     let reply = po.decrypt_mail(bytes).unwrap();
-    assert_eq!(reply.body, b"evalcne olleh");
+    let (frame, body) = StateFrame::unwrap(&reply.body).unwrap();
+    assert_eq!(body, b"evalcne olleh");
+    // The reverse enclave keeps no state: no sealed state exists yet.
+    assert_eq!(frame.counter, 0);
     assert_eq!(reply.header.topic(), "reverse");
     // The test reaches the enclave object itself.
     assert_eq!(host.mock_enclave::<ReverseEnclave>().unwrap().answered, 1);

@@ -1,0 +1,197 @@
+//! HostService: an enclave, its store, and the routing of its commands.
+//!
+//! This is the host's whole job short of a network: start the enclave from
+//! what the store holds, deliver mail under a correlation id, commit each
+//! call's ordered commands in one transaction, and keep replies until the
+//! client acknowledges them. The in-process relay and the web host both
+//! drive one of these.
+
+use conclave_core::{HostCommand, QueuedMail};
+use conclave_enclave::StartInput;
+
+use crate::{
+    EnclaveHost, HostError,
+    store::{Batch, Store},
+};
+
+/// Replies the enclave sent with no routing hint are queued under this id.
+pub const UNROUTED: &str = "unrouted";
+
+/// How many traffic records are kept for inspection.
+const TRAFFIC_KEPT: usize = 10_000;
+
+/// One mail as the host saw it pass: all it learns is who and how big.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Traffic {
+    /// `true` for client → enclave.
+    pub inbound: bool,
+    /// The correlation id or routing hint.
+    pub correlation_id: String,
+    /// The mail's size in bytes.
+    pub size: usize,
+}
+
+/// Settings of the enclave's persistence.
+#[derive(Clone)]
+pub struct ServiceConfig {
+    /// The root of the enclave's sealing keys (simulation: a file in the data directory).
+    pub platform_secret: [u8; 32],
+    /// Which identity the enclave seals new data to.
+    pub sealing_policy: conclave_core::SealingPolicy,
+    /// Size limit of the enclave's persistent map.
+    pub persistent_map_limit: usize,
+}
+
+impl core::fmt::Debug for ServiceConfig {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ServiceConfig")
+            .field("platform_secret", &"<redacted>")
+            .field("sealing_policy", &self.sealing_policy)
+            .field("persistent_map_limit", &self.persistent_map_limit)
+            .finish()
+    }
+}
+
+impl ServiceConfig {
+    /// Defaults (code-hash sealing, 16 MiB map) around a platform secret.
+    pub fn new(platform_secret: [u8; 32]) -> Self {
+        let defaults = StartInput::fresh(platform_secret);
+        Self {
+            platform_secret,
+            sealing_policy: defaults.sealing_policy,
+            persistent_map_limit: defaults.persistent_map_limit,
+        }
+    }
+}
+
+/// An enclave with its store: the host side of every client conversation.
+#[derive(Debug)]
+pub struct HostService {
+    host: EnclaveHost,
+    store: Store,
+    config: ServiceConfig,
+    traffic: Vec<Traffic>,
+    restarts: u64,
+}
+
+impl HostService {
+    /// Takes a loaded host and its store. An enclave not yet started is
+    /// started from the store's sealed state and mail-to-self.
+    pub fn new(host: EnclaveHost, store: Store, config: ServiceConfig) -> Result<Self, HostError> {
+        let mut service = Self { host, store, config, traffic: Vec::new(), restarts: 0 };
+        if !service.host.is_started() {
+            service.start_enclave()?;
+        }
+        Ok(service)
+    }
+
+    /// Starts the enclave from what the store holds and commits its start-up commands.
+    fn start_enclave(&mut self) -> Result<(), HostError> {
+        let input = StartInput {
+            platform_secret: self.config.platform_secret,
+            sealed_state: self.store.sealed_state()?,
+            self_mail: self.store.self_mail()?,
+            sealing_policy: self.config.sealing_policy,
+            persistent_map_limit: self.config.persistent_map_limit,
+        };
+        let commands = self.host.start_with(None, input)?;
+        self.commit(commands, None)?;
+        Ok(())
+    }
+
+    /// Stops the enclave and starts it again from the last committed state
+    /// (after a crash, or to pick up a new state). It gets new keys.
+    pub fn restart_enclave(&mut self) -> Result<(), HostError> {
+        self.host.close();
+        self.restarts += 1;
+        self.start_enclave()
+    }
+
+    /// How many times the enclave was restarted.
+    pub fn restarts(&self) -> u64 {
+        self.restarts
+    }
+
+    /// The encoded EnclaveInstanceInfo of the running enclave.
+    pub fn attestation(&self) -> Result<Vec<u8>, HostError> {
+        Ok(self.host.enclave_instance_info()?.encode())
+    }
+
+    /// The running enclave's host, for calls this service does not cover.
+    pub fn host_mut(&mut self) -> &mut EnclaveHost {
+        &mut self.host
+    }
+
+    /// The store (for tests and operators; it holds only sealed and encrypted bytes).
+    pub fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
+    /// What the host saw of recent traffic.
+    pub fn traffic(&self) -> &[Traffic] {
+        &self.traffic
+    }
+
+    fn record(&mut self, inbound: bool, correlation_id: &str, size: usize) {
+        if self.traffic.len() == TRAFFIC_KEPT {
+            self.traffic.remove(0);
+        }
+        self.traffic.push(Traffic { inbound, correlation_id: correlation_id.to_owned(), size });
+    }
+
+    /// Delivers a mail under `correlation_id`, commits what the enclave did,
+    /// and returns its first reply for that id (which also stays queued until acknowledged).
+    pub fn deliver(&mut self, correlation_id: &str, mail: &[u8]) -> Result<Option<QueuedMail>, HostError> {
+        self.record(true, correlation_id, mail.len());
+        let commands = self.host.deliver_mail(mail, Some(correlation_id))?;
+        self.commit(commands, Some(correlation_id))
+    }
+
+    /// Passes bytes to the enclave and commits what it did; returns its answer.
+    pub fn call_enclave(&mut self, bytes: &[u8]) -> Result<Option<Vec<u8>>, HostError> {
+        let outcome = self.host.call_enclave(bytes)?;
+        self.commit(outcome.commands, None)?;
+        Ok(outcome.response)
+    }
+
+    /// Commits one call's commands as one transaction; returns the first
+    /// reply routed to `direct`.
+    fn commit(&mut self, commands: Vec<HostCommand>, direct: Option<&str>) -> Result<Option<QueuedMail>, HostError> {
+        let mut batch = Batch::default();
+        if let Some(id) = direct {
+            batch.correlation_ids.push(id.to_owned());
+        }
+        for command in commands {
+            match command {
+                HostCommand::PostMail { bytes, routing_hint } => {
+                    let hint = routing_hint.unwrap_or_else(|| UNROUTED.to_owned());
+                    self.record(false, &hint, bytes.len());
+                    batch.replies.push((hint, bytes));
+                }
+                HostCommand::StoreSealedState { blob } => batch.sealed_state = Some(blob),
+                HostCommand::StoreMailToSelf { blob } => batch.self_mail.push(blob),
+                HostCommand::DeleteMailToSelf { id } => batch.delete_self_mail.push(id),
+                _ => {}
+            }
+        }
+        let first = direct.and_then(|d| batch.replies.iter().position(|(hint, _)| hint == d));
+        let ids = self.store.commit(&batch)?;
+        Ok(first.map(|i| QueuedMail { id: ids[i], bytes: batch.replies.swap_remove(i).1 }))
+    }
+
+    /// Replies queued for `correlation_id`, oldest first (at most `limit`).
+    pub fn poll(&self, correlation_id: &str, limit: usize) -> Result<Vec<QueuedMail>, HostError> {
+        if !self.store.has_correlation_id(correlation_id)? {
+            return Err(HostError::UnknownCorrelationId(correlation_id.to_owned()));
+        }
+        Ok(self.store.replies(correlation_id, limit)?)
+    }
+
+    /// Deletes acknowledged replies; returns how many were deleted.
+    pub fn acknowledge(&mut self, correlation_id: &str, ids: &[u64]) -> Result<usize, HostError> {
+        if !self.store.has_correlation_id(correlation_id)? {
+            return Err(HostError::UnknownCorrelationId(correlation_id.to_owned()));
+        }
+        Ok(self.store.acknowledge(correlation_id, ids)?)
+    }
+}
