@@ -40,6 +40,7 @@ mod host;
 pub mod relay;
 pub mod service;
 pub mod store;
+pub mod web;
 
 pub use host::{EnclaveFactory, EnclaveHost, HostCallback, mock_identity};
 pub use relay::{LocalRelay, LocalRelayHandle};
@@ -70,6 +71,9 @@ pub enum HostError {
     /// The enclave refused or failed the call.
     #[error(transparent)]
     Enclave(#[from] EnclaveError),
+    /// The web host refused a request or could not serve.
+    #[error(transparent)]
+    Web(#[from] web::WebError),
 }
 
 impl HostError {
@@ -88,6 +92,7 @@ impl HostError {
                 EnclaveError::Application(_) => "ENCLAVE_REFUSED",
                 _ => "ENCLAVE_FAILED",
             },
+            Self::Web(e) => e.code(),
         }
     }
 

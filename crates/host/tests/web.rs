@@ -1,0 +1,457 @@
+//! The web host over real HTTP on port 0: attestation, delivery, polling and
+//! acknowledgement, every documented error, back-pressure, health, metrics
+//! and a durable store across host restarts.
+
+use std::{
+    net::SocketAddr,
+    sync::mpsc,
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
+use conclave_core::{EnclaveInstanceInfo, PostOffice, PrivateKey, PublicKey, StateFrame};
+use conclave_enclave::{Enclave, EnclaveContext, EnclaveError, EnclaveMail};
+use conclave_examples::reverse::ReverseEnclave;
+use conclave_host::{
+    EnclaveHost, HostError, HostService, ServiceConfig, mock_identity,
+    store::Store,
+    web::{WebConfig, run},
+};
+use rand_core::OsRng;
+use serde_json::Value;
+
+/// A web host serving in a background thread with its own tokio runtime.
+struct TestHost {
+    base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<Result<(), HostError>>>,
+}
+
+impl TestHost {
+    fn start(service: HostService, config: WebConfig) -> Self {
+        let (addr_tx, addr_rx) = mpsc::channel::<SocketAddr>();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                run(listener, service, config, async {
+                    let _ = stopped.await;
+                })
+                .await
+            })
+        });
+        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).expect("the web host did not bind");
+        Self { base: format!("http://{addr}"), stop: Some(stop), thread: Some(thread) }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Stops the host and waits for `run` to return.
+    fn stop(mut self) -> Result<(), HostError> {
+        self.stop.take().unwrap().send(()).unwrap();
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+fn reverse_service() -> HostService {
+    HostService::in_memory(EnclaveHost::load_mock_restartable::<ReverseEnclave>()).unwrap()
+}
+
+/// A response read whole.
+struct Answer {
+    status: u16,
+    headers: ureq::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    /// Asserts a JSON error with this status and code.
+    fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "body: {}", String::from_utf8_lossy(&self.body));
+        assert!(self.header("content-type").unwrap().starts_with("application/json"));
+        let json = self.json();
+        assert_eq!(json["error"], code, "{json}");
+        assert!(!json["message"].as_str().unwrap().is_empty(), "{json}");
+    }
+}
+
+fn answer(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
+    let mut response = result.expect("HTTP request failed");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.body_mut().with_config().limit(64 * 1024 * 1024).read_to_vec().unwrap();
+    Answer { status, headers, body }
+}
+
+fn get(host: &TestHost, path: &str) -> Answer {
+    answer(agent().get(host.url(path)).call())
+}
+
+fn post_mail(host: &TestHost, correlation_id: Option<&str>, body: &[u8]) -> Answer {
+    let mut request = agent().post(host.url("/v1/mail")).header("content-type", "application/octet-stream");
+    if let Some(id) = correlation_id {
+        request = request.header("Correlation-ID", id);
+    }
+    answer(request.send(body))
+}
+
+fn ack(host: &TestHost, correlation_id: &str, ids: &[u64]) -> Answer {
+    let body = serde_json::json!({ "ids": ids }).to_string();
+    answer(
+        agent()
+            .post(host.url(&format!("/v1/mail/{correlation_id}/ack")))
+            .header("content-type", "application/json")
+            .send(body.as_bytes()),
+    )
+}
+
+/// Polls and decodes `{"replies": [{"id", "mail"}]}`.
+fn poll(host: &TestHost, correlation_id: &str) -> Vec<(u64, Vec<u8>)> {
+    let answer = get(host, &format!("/v1/mail/{correlation_id}"));
+    assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+    answer.json()["replies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["id"].as_u64().unwrap(), BASE64.decode(r["mail"].as_str().unwrap()).unwrap()))
+        .collect()
+}
+
+/// A sender: a key and a post office to the host's enclave.
+struct Party {
+    post_office: PostOffice,
+}
+
+impl Party {
+    fn new(host: &TestHost, topic: &str) -> Self {
+        let info = get(host, "/v1/attestation");
+        assert_eq!(info.status, 200);
+        let enclave_key: PublicKey = *EnclaveInstanceInfo::decode(&info.body).unwrap().encryption_key();
+        Self { post_office: PostOffice::new(PrivateKey::generate(&mut OsRng), enclave_key, topic).unwrap() }
+    }
+
+    fn mail(&mut self, body: &[u8]) -> Vec<u8> {
+        self.post_office.encrypt_mail(body, &mut OsRng).unwrap()
+    }
+
+    /// Decrypts a reply and strips its state frame.
+    fn open(&self, reply: &[u8]) -> Vec<u8> {
+        let mail = self.post_office.decrypt_mail(reply).unwrap();
+        assert_eq!(&mail.sender, self.post_office.destination(), "reply not from the enclave");
+        StateFrame::unwrap(&mail.body).unwrap().1.to_vec()
+    }
+}
+
+fn assert_still_serving(host: &TestHost) {
+    let health = get(host, "/v1/health");
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json()["status"], "ok");
+    assert_eq!(get(host, "/v1/attestation").status, 200);
+}
+
+#[test]
+fn attestation_binary_and_json() {
+    let host = TestHost::start(reverse_service(), WebConfig::default());
+    let binary = get(&host, "/v1/attestation");
+    assert_eq!(binary.status, 200);
+    assert_eq!(binary.header("content-type"), Some("application/octet-stream"));
+    let info = EnclaveInstanceInfo::decode(&binary.body).unwrap();
+    assert_eq!(info.verify(now()).unwrap().mode.as_str(), "MOCK");
+
+    let json = answer(agent().get(host.url("/v1/attestation")).header("Accept", "application/json").call());
+    assert_eq!(json.status, 200);
+    assert!(json.header("content-type").unwrap().starts_with("application/json"));
+    let json = json.json();
+    let identity = mock_identity::<ReverseEnclave>();
+    assert_eq!(json["code_hash"], hex::encode(identity.code_hash));
+    assert_eq!(json["code_signing_key_hash"], hex::encode(identity.code_signing_key_hash));
+    assert_eq!(json["product_id"], 0);
+    assert_eq!(json["revocation_level"], 0);
+    assert_eq!(json["mode"], "MOCK");
+    assert_eq!(json["security"]["summary"], "INSECURE");
+    assert!(!json["security"]["reason"].as_str().unwrap().is_empty());
+    assert_eq!(json["encryption_key"], info.encryption_key().to_hex());
+    assert_eq!(json["data_signing_key"], hex::encode(info.data_signing_key()));
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+#[test]
+fn deliver_poll_and_acknowledge() {
+    let host = TestHost::start(reverse_service(), WebConfig::default());
+    let mut party = Party::new(&host, "chat");
+
+    let first = post_mail(&host, Some("alice-1"), &party.mail(b"hello"));
+    assert_eq!(first.status, 200);
+    assert_eq!(first.header("content-type"), Some("application/octet-stream"));
+    let first_id: u64 = first.header("reply-id").unwrap().parse().unwrap();
+    assert_eq!(party.open(&first.body), b"olleh");
+
+    let second = post_mail(&host, Some("alice-1"), &party.mail(b"abc"));
+    assert_eq!(second.status, 200);
+    let second_id: u64 = second.header("reply-id").unwrap().parse().unwrap();
+    assert_ne!(first_id, second_id);
+
+    // Both replies stay queued until acknowledged, oldest first.
+    let queued = poll(&host, "alice-1");
+    assert_eq!(queued.iter().map(|q| q.0).collect::<Vec<_>>(), vec![first_id, second_id]);
+    assert_eq!(queued[0].1, first.body);
+    assert_eq!(party.open(&queued[1].1), b"cba");
+
+    // Polling again does not consume them.
+    assert_eq!(poll(&host, "alice-1").len(), 2);
+    let limited = get(&host, "/v1/mail/alice-1?limit=1");
+    assert_eq!(limited.json()["replies"].as_array().unwrap().len(), 1);
+
+    let acked = ack(&host, "alice-1", &[first_id]);
+    assert_eq!(acked.status, 200);
+    assert_eq!(acked.json()["deleted"], 1);
+    assert_eq!(poll(&host, "alice-1").iter().map(|q| q.0).collect::<Vec<_>>(), vec![second_id]);
+    // Acknowledging again deletes nothing and is not an error.
+    assert_eq!(ack(&host, "alice-1", &[first_id]).json()["deleted"], 0);
+    assert_eq!(ack(&host, "alice-1", &[second_id]).json()["deleted"], 1);
+    assert!(poll(&host, "alice-1").is_empty());
+
+    // Another correlation id sees none of alice's replies.
+    let mut bob = Party::new(&host, "chat");
+    assert_eq!(post_mail(&host, Some("bob"), &bob.mail(b"xy")).status, 200);
+    assert_eq!(poll(&host, "bob").len(), 1);
+    assert!(poll(&host, "alice-1").is_empty());
+}
+
+/// An enclave that replies to nobody: delivery answers 204.
+#[derive(Default)]
+struct Silent;
+
+impl Enclave for Silent {
+    fn receive_mail(
+        &mut self,
+        _: &mut EnclaveContext<'_>,
+        _: EnclaveMail,
+        _: Option<&str>,
+    ) -> Result<(), EnclaveError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn no_reply_is_204() {
+    let service = HostService::in_memory(EnclaveHost::load_mock(Silent)).unwrap();
+    let host = TestHost::start(service, WebConfig::default());
+    let mut party = Party::new(&host, "t");
+    let answer = post_mail(&host, Some("quiet"), &party.mail(b"x"));
+    assert_eq!(answer.status, 204);
+    assert!(answer.body.is_empty());
+    assert!(answer.header("reply-id").is_none());
+    // The id is known now: polling it is an empty list, not a 404.
+    assert!(poll(&host, "quiet").is_empty());
+}
+
+#[test]
+fn bad_inputs_get_documented_errors_and_the_host_keeps_serving() {
+    let config = WebConfig::default().with_max_body_bytes(64 * 1024);
+    let host = TestHost::start(reverse_service(), config);
+
+    // Random bytes as mail.
+    let mut noise = vec![0u8; 500];
+    rand_core::RngCore::fill_bytes(&mut OsRng, &mut noise);
+    post_mail(&host, Some("c1"), &noise).assert_error(400, "MAIL_INVALID");
+    assert_still_serving(&host);
+
+    // Missing and invalid Correlation-ID.
+    let mut party = Party::new(&host, "t");
+    let mail = party.mail(b"hi");
+    post_mail(&host, None, &mail).assert_error(400, "MISSING_CORRELATION_ID");
+    post_mail(&host, Some("has space"), &mail).assert_error(400, "INVALID_CORRELATION_ID");
+    post_mail(&host, Some(&"x".repeat(257)), &mail).assert_error(400, "INVALID_CORRELATION_ID");
+    post_mail(&host, Some("ok"), b"").assert_error(400, "BAD_REQUEST");
+    assert_still_serving(&host);
+
+    // Oversized body.
+    post_mail(&host, Some("c1"), &vec![7u8; 64 * 1024 + 1]).assert_error(413, "PAYLOAD_TOO_LARGE");
+    assert_still_serving(&host);
+
+    // The mail was never delivered, so it is still good; replaying it is not.
+    assert_eq!(post_mail(&host, Some("c1"), &mail).status, 200);
+    post_mail(&host, Some("c1"), &mail).assert_error(409, "SEQUENCE_REPLAYED");
+    // Skipping a sequence number.
+    let _skipped = party.mail(b"lost");
+    post_mail(&host, Some("c1"), &party.mail(b"after gap")).assert_error(409, "SEQUENCE_GAP");
+    assert_still_serving(&host);
+
+    // Unknown correlation ids, routes and methods; malformed acknowledgements.
+    get(&host, "/v1/mail/never-used").assert_error(404, "UNKNOWN_CORRELATION_ID");
+    ack(&host, "never-used", &[1]).assert_error(404, "UNKNOWN_CORRELATION_ID");
+    get(&host, "/v1/mail/bad%20id").assert_error(400, "INVALID_CORRELATION_ID");
+    get(&host, "/v1/mail/c1?limit=abc").assert_error(400, "BAD_REQUEST");
+    get(&host, "/v1/nothing-here").assert_error(404, "NOT_FOUND");
+    answer(agent().delete(host.url("/v1/attestation")).call()).assert_error(405, "METHOD_NOT_ALLOWED");
+    answer(agent().post(host.url("/v1/mail/c1/ack")).send(&b"{\"ids\": \"x\"}"[..])).assert_error(400, "BAD_REQUEST");
+
+    // And a good mail still works after all of that.
+    let reply = post_mail(&host, Some("c2"), &Party::new(&host, "t").mail(b"fine"));
+    assert_eq!(reply.status, 200);
+
+    // Errors are counted by code.
+    let metrics = String::from_utf8(get(&host, "/metrics").body).unwrap();
+    for code in ["MAIL_INVALID", "PAYLOAD_TOO_LARGE", "SEQUENCE_REPLAYED", "UNKNOWN_CORRELATION_ID"] {
+        assert!(metrics.contains(&format!("conclave_errors_total{{code=\"{code}\"}}")), "{code} in\n{metrics}");
+    }
+}
+
+/// An enclave whose every mail waits until the test releases it.
+struct Gate {
+    entered: mpsc::Sender<()>,
+    release: mpsc::Receiver<()>,
+}
+
+impl Enclave for Gate {
+    fn receive_mail(
+        &mut self,
+        ctx: &mut EnclaveContext<'_>,
+        mail: EnclaveMail,
+        hint: Option<&str>,
+    ) -> Result<(), EnclaveError> {
+        self.entered.send(()).unwrap();
+        self.release.recv().unwrap();
+        ctx.reply(&mail, &mail.body, hint)
+    }
+}
+
+fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_full_worker_queue_answers_503_with_retry_after() {
+    let (entered_tx, entered) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel();
+    let gate = Gate { entered: entered_tx, release: release_rx };
+    let service = HostService::in_memory(EnclaveHost::load_mock(gate)).unwrap();
+    let config = WebConfig::default().with_queue_capacity(1).with_retry_after(Duration::from_secs(7));
+    let host = TestHost::start(service, config);
+    let mut party = Party::new(&host, "t");
+    let mail = party.mail(b"slow");
+
+    // The worker blocks inside the enclave with the first mail...
+    let base = host.base.clone();
+    let blocked = std::thread::spawn(move || {
+        let request = agent().post(format!("{base}/v1/mail")).header("Correlation-ID", "slow");
+        answer(request.send(&mail[..]))
+    });
+    entered.recv_timeout(Duration::from_secs(20)).expect("the enclave was not called");
+    // ...a second request takes the only queue slot...
+    let base = host.base.clone();
+    let queued = std::thread::spawn(move || answer(agent().get(format!("{base}/v1/attestation")).call()));
+    wait_for("the second request to be queued", || get(&host, "/v1/health").json()["worker_queue"] == 1);
+
+    // ...so the third is refused at once.
+    let busy = get(&host, "/v1/attestation");
+    busy.assert_error(503, "BUSY");
+    assert_eq!(busy.header("retry-after"), Some("7"));
+    let metrics = String::from_utf8(get(&host, "/metrics").body).unwrap();
+    assert!(metrics.contains("conclave_worker_queue_length 1"), "{metrics}");
+
+    release.send(()).unwrap();
+    let first = blocked.join().unwrap();
+    assert_eq!(first.status, 200);
+    assert_eq!(party.open(&first.body), b"slow");
+    assert_eq!(queued.join().unwrap().status, 200);
+    wait_for("the queue to drain", || get(&host, "/v1/health").json()["worker_queue"] == 0);
+    assert_eq!(get(&host, "/v1/attestation").status, 200);
+}
+
+#[test]
+fn health_and_metrics() {
+    let host = TestHost::start(reverse_service(), WebConfig::default());
+    let health = get(&host, "/v1/health");
+    assert_eq!(health.status, 200);
+    let json = health.json();
+    assert_eq!(json["status"], "ok");
+    assert_eq!(json["enclave"], "running");
+    assert_eq!(json["stored_replies"], 0);
+
+    let mut party = Party::new(&host, "t");
+    for body in [&b"one"[..], b"two", b"three"] {
+        assert_eq!(post_mail(&host, Some("m"), &party.mail(body)).status, 200);
+    }
+    assert_eq!(get(&host, "/v1/health").json()["stored_replies"], 3);
+
+    let metrics = get(&host, "/metrics");
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.header("content-type").unwrap().contains("text"));
+    let text = String::from_utf8(metrics.body).unwrap();
+    for line in [
+        "conclave_mails_in_total 3",
+        "conclave_mails_out_total 3",
+        "conclave_stored_replies 3",
+        "conclave_worker_queue_length 0",
+        "conclave_enclave_restarts_total 0",
+        "conclave_delivery_duration_seconds_count 3",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+}
+
+#[test]
+fn replies_survive_a_host_restart_on_the_same_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("host.db");
+    let secret = [9u8; 32];
+    let service = |store| {
+        HostService::new(EnclaveHost::load_mock_restartable::<ReverseEnclave>(), store, ServiceConfig::new(secret))
+            .unwrap()
+    };
+
+    let host = TestHost::start(service(Store::open(&db).unwrap()), WebConfig::default());
+    let mut party = Party::new(&host, "t");
+    let first = post_mail(&host, Some("durable"), &party.mail(b"keep me"));
+    let id: u64 = first.header("reply-id").unwrap().parse().unwrap();
+    host.stop().unwrap();
+
+    let host = TestHost::start(service(Store::open(&db).unwrap()), WebConfig::default());
+    let queued = poll(&host, "durable");
+    assert_eq!(queued, vec![(id, first.body.clone())]);
+    assert_eq!(party.open(&queued[0].1), b"em peek");
+    assert_eq!(ack(&host, "durable", &[id]).json()["deleted"], 1);
+    assert!(poll(&host, "durable").is_empty());
+}
