@@ -110,6 +110,9 @@ impl<R: MailRelay> core::fmt::Debug for EnclaveClient<R> {
     }
 }
 
+/// Codes after which the enclave may have restarted with new keys.
+const RESTART_CODES: [&str; 3] = ["ENCLAVE_FAILED", "ENCLAVE_UNAVAILABLE", "MAIL_INVALID"];
+
 fn now_unix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
@@ -201,7 +204,25 @@ impl<R: MailRelay> EnclaveClient<R> {
 
     /// Encrypts `body` as the next mail on `topic` and delivers it. Returns
     /// the enclave's first reply to it, if the enclave replied at once.
+    ///
+    /// If the host says the enclave failed or could not read the mail, the
+    /// client attests again; if the enclave has restarted (new keys), it
+    /// checks the constraint again and sends the mail once more.
     pub fn send_mail(&mut self, topic: &str, body: &[u8]) -> Result<Option<EnclaveReply>, ClientError> {
+        match self.send_once(topic, body) {
+            Err(ClientError::Relay(error)) if RESTART_CODES.contains(&error.code.as_str()) => {
+                let before = self.enclave_key()?;
+                self.start()?;
+                if self.enclave_key()? == before {
+                    return Err(ClientError::Relay(error));
+                }
+                self.send_once(topic, body)
+            }
+            other => other,
+        }
+    }
+
+    fn send_once(&mut self, topic: &str, body: &[u8]) -> Result<Option<EnclaveReply>, ClientError> {
         let enclave_key = self.enclave_key()?;
         let next = self.state.next_sequence_numbers.get(topic).copied().unwrap_or(0);
         let mut post_office = PostOffice::resume(self.state.private_key()?, enclave_key, topic, next)?;

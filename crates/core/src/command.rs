@@ -5,7 +5,7 @@
 //! of step.
 
 /// One instruction from the enclave to its host.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum HostCommand {
     /// Deliver this encrypted mail. `routing_hint` is the opaque string the
@@ -13,6 +13,7 @@ pub enum HostCommand {
     /// host decides (for instance, mail the enclave posted on its own).
     PostMail {
         /// The encrypted mail.
+        #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
         /// Where the host should route it.
         routing_hint: Option<String>,
@@ -20,12 +21,14 @@ pub enum HostCommand {
     /// Store this sealed state blob, replacing the previous one.
     StoreSealedState {
         /// The sealed blob; the host cannot read it.
+        #[serde(with = "serde_bytes")]
         blob: Vec<u8>,
     },
     /// Keep this sealed mail-to-self and hand it back, in order with the
     /// others, at the enclave's next start.
     StoreMailToSelf {
         /// The sealed mail; the host cannot read it.
+        #[serde(with = "serde_bytes")]
         blob: Vec<u8>,
     },
     /// The enclave has absorbed the mail-to-self with this host id: delete it.

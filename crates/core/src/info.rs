@@ -114,6 +114,21 @@ pub struct EnclaveReport {
 const REPORT_LEN: usize = 32 + 32 + 2 + 2 + 64 + 8;
 
 impl EnclaveReport {
+    /// The report's 140-byte encoding (see `docs/wire-format.md`).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(REPORT_LEN);
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Decodes [`Self::to_bytes`] output.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, InfoError> {
+        if bytes.len() != REPORT_LEN {
+            return Err(InfoError::Malformed { reason: "report has the wrong length" });
+        }
+        Self::decode(bytes)
+    }
+
     fn encode_into(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.code_hash);
         out.extend_from_slice(&self.code_signing_key_hash);
@@ -167,6 +182,67 @@ impl Evidence {
     pub fn simulated_insecure(report: EnclaveReport, key: &SigningKey) -> Self {
         let signature = key.sign(&simulation_message(&report)).to_bytes();
         Self::Simulation { report, attestation_key: key.verifying_key().to_bytes(), signature }
+    }
+}
+
+impl Evidence {
+    /// The evidence's encoding: kind tag, `u32` length, body (see `docs/wire-format.md`).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut body = Vec::new();
+        let tag = match self {
+            Self::Mock(report) => {
+                report.encode_into(&mut body);
+                TAG_MOCK
+            }
+            Self::Simulation { report, attestation_key, signature } => {
+                report.encode_into(&mut body);
+                body.extend_from_slice(attestation_key);
+                body.extend_from_slice(signature);
+                TAG_SIMULATION
+            }
+            Self::Hardware(hardware) => {
+                body = hardware.encode();
+                TAG_HARDWARE
+            }
+        };
+        let mut out = Vec::with_capacity(5 + body.len());
+        out.push(tag);
+        // Evidence is far below 4 GiB.
+        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Decodes [`Self::to_bytes`] output; nothing may follow it.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, InfoError> {
+        let mut r = Reader(bytes);
+        let tag = r.array::<1>()?[0];
+        let len = u32::from_be_bytes(r.array()?) as usize;
+        let body = r.take(len)?;
+        if !r.0.is_empty() {
+            return Err(InfoError::Malformed { reason: "trailing bytes after the evidence" });
+        }
+        Ok(match tag {
+            TAG_MOCK => {
+                if body.len() != REPORT_LEN {
+                    return Err(InfoError::Malformed { reason: "mock evidence has the wrong length" });
+                }
+                Self::Mock(EnclaveReport::decode(body)?)
+            }
+            TAG_SIMULATION => {
+                if body.len() != REPORT_LEN + 32 + 64 {
+                    return Err(InfoError::Malformed { reason: "simulated evidence has the wrong length" });
+                }
+                let report = EnclaveReport::decode(&body[..REPORT_LEN])?;
+                let mut r = Reader(&body[REPORT_LEN..]);
+                Self::Simulation { report, attestation_key: r.array()?, signature: r.array()? }
+            }
+            TAG_HARDWARE => Self::Hardware(
+                HardwareEvidence::decode(body)
+                    .map_err(|_| InfoError::Malformed { reason: "hardware evidence is malformed" })?,
+            ),
+            _ => return Err(InfoError::Malformed { reason: "unknown evidence kind" }),
+        })
     }
 }
 
@@ -340,27 +416,7 @@ impl EnclaveInstanceInfo {
         out.extend_from_slice(&INFO_VERSION.to_be_bytes());
         out.extend_from_slice(&self.data_signing_key);
         out.extend_from_slice(self.encryption_key.as_bytes());
-        let mut body = Vec::new();
-        let tag = match &self.evidence {
-            Evidence::Mock(report) => {
-                report.encode_into(&mut body);
-                TAG_MOCK
-            }
-            Evidence::Simulation { report, attestation_key, signature } => {
-                report.encode_into(&mut body);
-                body.extend_from_slice(attestation_key);
-                body.extend_from_slice(signature);
-                TAG_SIMULATION
-            }
-            Evidence::Hardware(hardware) => {
-                body = hardware.encode();
-                TAG_HARDWARE
-            }
-        };
-        out.push(tag);
-        // Evidence is far below 4 GiB.
-        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-        out.extend_from_slice(&body);
+        out.extend_from_slice(&self.evidence.to_bytes());
         out
     }
 
@@ -376,33 +432,7 @@ impl EnclaveInstanceInfo {
         }
         let data_signing_key = r.array()?;
         let encryption_key = PublicKey::from_bytes(r.array()?);
-        let tag = r.array::<1>()?[0];
-        let len = u32::from_be_bytes(r.array()?) as usize;
-        let body = r.take(len)?;
-        if !r.0.is_empty() {
-            return Err(InfoError::Malformed { reason: "trailing bytes after the evidence" });
-        }
-        let evidence = match tag {
-            TAG_MOCK => {
-                if body.len() != REPORT_LEN {
-                    return Err(InfoError::Malformed { reason: "mock evidence has the wrong length" });
-                }
-                Evidence::Mock(EnclaveReport::decode(body)?)
-            }
-            TAG_SIMULATION => {
-                if body.len() != REPORT_LEN + 32 + 64 {
-                    return Err(InfoError::Malformed { reason: "simulated evidence has the wrong length" });
-                }
-                let report = EnclaveReport::decode(&body[..REPORT_LEN])?;
-                let mut r = Reader(&body[REPORT_LEN..]);
-                Evidence::Simulation { report, attestation_key: r.array()?, signature: r.array()? }
-            }
-            TAG_HARDWARE => Evidence::Hardware(
-                HardwareEvidence::decode(body)
-                    .map_err(|_| InfoError::Malformed { reason: "hardware evidence is malformed" })?,
-            ),
-            _ => return Err(InfoError::Malformed { reason: "unknown evidence kind" }),
-        };
+        let evidence = Evidence::from_bytes(r.0)?;
         Ok(Self { data_signing_key, encryption_key, evidence })
     }
 }

@@ -35,6 +35,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod channel;
 pub mod command;
 pub mod constraint;
 pub mod info;

@@ -36,6 +36,7 @@
 #![deny(missing_docs)]
 
 pub mod persistence;
+pub mod process;
 mod runtime;
 pub mod sandbox;
 pub mod sequence;
@@ -125,6 +126,19 @@ pub enum EnclaveError {
 }
 
 impl EnclaveError {
+    /// The stable code a remote party sees for this error. The host maps
+    /// codes to HTTP statuses; this is the one place enclave errors become codes.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Mail(_) => "MAIL_INVALID",
+            Self::Sequence(SequenceError::Replayed { .. }) => "SEQUENCE_REPLAYED",
+            Self::Sequence(SequenceError::Reordered { .. }) => "SEQUENCE_REORDERED",
+            Self::Sequence(SequenceError::Gap { .. }) => "SEQUENCE_GAP",
+            Self::Application(_) => "ENCLAVE_REFUSED",
+            _ => "ENCLAVE_FAILED",
+        }
+    }
+
     /// An application-level refusal with a message for the host's log.
     pub fn application(message: impl Into<String>) -> Self {
         Self::Application(message.into())

@@ -9,7 +9,12 @@ use conclave_enclave::{
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 
-use crate::HostError;
+use crate::{
+    HostError,
+    simulation::{SignedEnclave, SimulationBackend, simulated_attestation_key},
+};
+use conclave_core::channel::HostToEnclave;
+use serde_bytes::ByteBuf;
 
 /// The host's answer to `call_untrusted_host`: bytes in, optional bytes out.
 pub type HostCallback = Box<dyn FnMut(&[u8]) -> Option<Vec<u8>> + Send>;
@@ -25,8 +30,10 @@ enum Backend {
         pending: Option<Box<dyn Enclave>>,
         factory: Option<EnclaveFactory>,
         identity: EnclaveIdentity,
-        runtime: Option<EnclaveRuntime>,
+        runtime: Option<Box<EnclaveRuntime>>,
     },
+    /// A separate, sandboxed process started from a signed binary.
+    Simulation(Box<SimulationBackend>),
 }
 
 /// Runs one enclave for the untrusted side: start, deliver mail, call, close.
@@ -39,10 +46,7 @@ pub struct EnclaveHost {
 
 impl core::fmt::Debug for EnclaveHost {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let started = match &self.backend {
-            Backend::Mock { runtime, .. } => runtime.is_some(),
-        };
-        f.debug_struct("EnclaveHost").field("mode", &"mock").field("started", &started).finish()
+        f.debug_struct("EnclaveHost").field("mode", &self.mode()).field("started", &self.is_started()).finish()
     }
 }
 
@@ -98,10 +102,58 @@ impl EnclaveHost {
         }
     }
 
+    /// Loads a signed enclave binary to run as a sandboxed process
+    /// (simulation mode: INSECURE). Measures it, checks `<binary>.sig`, and
+    /// uses (or creates) the simulated attestation key in `data_dir`.
+    pub fn load(binary: &std::path::Path, data_dir: &std::path::Path) -> Result<Self, HostError> {
+        let enclave = SignedEnclave::load(binary)?;
+        let key = simulated_attestation_key(data_dir)?;
+        Ok(Self::load_simulation(enclave, key))
+    }
+
+    /// Runs an already measured and checked enclave binary in simulation mode,
+    /// with evidence signed by `attestation_key`.
+    pub fn load_simulation(enclave: SignedEnclave, attestation_key: ed25519_dalek::SigningKey) -> Self {
+        Self { backend: Backend::Simulation(Box::new(SimulationBackend::new(enclave, attestation_key))) }
+    }
+
+    /// "mock" or "simulation".
+    pub fn mode(&self) -> &'static str {
+        match &self.backend {
+            Backend::Mock { .. } => "mock",
+            Backend::Simulation(_) => "simulation",
+        }
+    }
+
     /// Whether the enclave is running.
     pub fn is_started(&self) -> bool {
         match &self.backend {
             Backend::Mock { runtime, .. } => runtime.is_some(),
+            Backend::Simulation(sim) => sim.is_started(),
+        }
+    }
+
+    /// The OS process id of a simulation enclave (tests use it to kill the process).
+    pub fn enclave_pid(&self) -> Option<u32> {
+        match &self.backend {
+            Backend::Simulation(sim) => sim.pid(),
+            Backend::Mock { .. } => None,
+        }
+    }
+
+    /// What the simulation enclave reported about its sandbox at start.
+    pub fn sandbox_report(&self) -> Option<&str> {
+        match &self.backend {
+            Backend::Simulation(sim) => sim.sandbox_report(),
+            Backend::Mock { .. } => None,
+        }
+    }
+
+    /// The code hash (measurement) of the loaded enclave.
+    pub fn code_hash(&self) -> [u8; 32] {
+        match &self.backend {
+            Backend::Mock { identity, .. } => identity.code_hash,
+            Backend::Simulation(sim) => sim.identity().code_hash,
         }
     }
 
@@ -131,15 +183,17 @@ impl EnclaveHost {
                 };
                 let (started, commands) =
                     EnclaveRuntime::start(enclave, identity, Box::new(MockHostInterface { callback }), input)?;
-                *runtime = Some(started);
+                *runtime = Some(Box::new(started));
                 Ok(commands)
             }
+            Backend::Simulation(sim) => sim.start(callback, input),
         }
     }
 
     fn runtime(&mut self) -> Result<&mut EnclaveRuntime, HostError> {
         match &mut self.backend {
-            Backend::Mock { runtime, .. } => runtime.as_mut().ok_or(HostError::NotStarted),
+            Backend::Mock { runtime, .. } => runtime.as_deref_mut().ok_or(HostError::NotStarted),
+            Backend::Simulation(_) => Err(HostError::NotStarted),
         }
     }
 
@@ -147,25 +201,39 @@ impl EnclaveHost {
     pub fn enclave_instance_info(&self) -> Result<&EnclaveInstanceInfo, HostError> {
         match &self.backend {
             Backend::Mock { runtime, .. } => {
-                runtime.as_ref().map(EnclaveRuntime::instance_info).ok_or(HostError::NotStarted)
+                runtime.as_deref().map(EnclaveRuntime::instance_info).ok_or(HostError::NotStarted)
             }
+            Backend::Simulation(sim) => sim.info().ok_or(HostError::NotStarted),
         }
     }
 
     /// Delivers an encrypted mail; `routing_hint` comes back on the enclave's replies.
     pub fn deliver_mail(&mut self, mail: &[u8], routing_hint: Option<&str>) -> Result<Vec<HostCommand>, HostError> {
+        if let Backend::Simulation(sim) = &mut self.backend {
+            let message = HostToEnclave::DeliverMail {
+                mail: ByteBuf::from(mail.to_vec()),
+                routing_hint: routing_hint.map(str::to_owned),
+            };
+            return sim.call(&message).map(|(_, commands)| commands);
+        }
         Ok(self.runtime()?.deliver_mail(mail, routing_hint)?)
     }
 
     /// Passes bytes to the enclave's `receive_from_untrusted_host`.
     pub fn call_enclave(&mut self, bytes: &[u8]) -> Result<CallOutcome, HostError> {
+        if let Backend::Simulation(sim) = &mut self.backend {
+            let message = HostToEnclave::CallEnclave { bytes: ByteBuf::from(bytes.to_vec()) };
+            return sim.call(&message).map(|(response, commands)| CallOutcome { response, commands });
+        }
         Ok(self.runtime()?.call_enclave(bytes)?)
     }
 
     /// Stops the enclave (its keys are gone); returns what `on_shutdown` emitted.
     pub fn close(&mut self) -> Vec<HostCommand> {
         match &mut self.backend {
-            Backend::Mock { runtime, .. } => runtime.take().map(EnclaveRuntime::stop).unwrap_or_default(),
+            Backend::Mock { runtime, .. } => runtime.take().map(|r| r.stop()).unwrap_or_default(),
+            Backend::Simulation(sim) if sim.is_started() => sim.stop(),
+            Backend::Simulation(_) => Vec::new(),
         }
     }
 

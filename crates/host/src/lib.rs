@@ -39,6 +39,7 @@
 mod host;
 pub mod relay;
 pub mod service;
+pub mod simulation;
 pub mod store;
 pub mod web;
 
@@ -47,7 +48,7 @@ pub use relay::{LocalRelay, LocalRelayHandle};
 pub use service::{HostService, ServiceConfig, Traffic};
 
 use conclave_core::RelayError;
-use conclave_enclave::{EnclaveError, SequenceError};
+use conclave_enclave::EnclaveError;
 
 /// Why a host operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +69,17 @@ pub enum HostError {
     /// The host's store failed.
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    /// A simulation enclave could not be loaded or run, or its process died.
+    #[error(transparent)]
+    Simulation(#[from] simulation::SimulationError),
+    /// A simulation enclave refused or failed a call (the code is the enclave's).
+    #[error("enclave failed the call: {message}")]
+    EnclaveRemote {
+        /// The stable code the enclave gave.
+        code: String,
+        /// Its message.
+        message: String,
+    },
     /// The enclave refused or failed the call.
     #[error(transparent)]
     Enclave(#[from] EnclaveError),
@@ -84,15 +96,30 @@ impl HostError {
             Self::NotStarted | Self::AlreadyStarted | Self::NotRestartable => "ENCLAVE_UNAVAILABLE",
             Self::UnknownCorrelationId(_) => "UNKNOWN_CORRELATION_ID",
             Self::Store(_) => "STORE_FAILED",
-            Self::Enclave(e) => match e {
-                EnclaveError::Mail(_) => "MAIL_INVALID",
-                EnclaveError::Sequence(SequenceError::Replayed { .. }) => "SEQUENCE_REPLAYED",
-                EnclaveError::Sequence(SequenceError::Reordered { .. }) => "SEQUENCE_REORDERED",
-                EnclaveError::Sequence(SequenceError::Gap { .. }) => "SEQUENCE_GAP",
-                EnclaveError::Application(_) => "ENCLAVE_REFUSED",
+            Self::Enclave(e) => e.code(),
+            // A simulation enclave reports the code its own error maps to;
+            // only codes an enclave can produce pass through.
+            Self::EnclaveRemote { code, .. } => match code.as_str() {
+                "MAIL_INVALID" => "MAIL_INVALID",
+                "SEQUENCE_REPLAYED" => "SEQUENCE_REPLAYED",
+                "SEQUENCE_REORDERED" => "SEQUENCE_REORDERED",
+                "SEQUENCE_GAP" => "SEQUENCE_GAP",
+                "ENCLAVE_REFUSED" => "ENCLAVE_REFUSED",
                 _ => "ENCLAVE_FAILED",
             },
-            Self::Web(e) => e.code(),
+            Self::Simulation(_) => "ENCLAVE_FAILED",
+            Self::Web(e) => match e {
+                web::WebError::Busy => "BUSY",
+                web::WebError::WorkerStopped => "ENCLAVE_UNAVAILABLE",
+                web::WebError::MissingCorrelationId => "MISSING_CORRELATION_ID",
+                web::WebError::InvalidCorrelationId(_) => "INVALID_CORRELATION_ID",
+                web::WebError::PayloadTooLarge { .. } => "PAYLOAD_TOO_LARGE",
+                web::WebError::BadRequest(_) => "BAD_REQUEST",
+                web::WebError::NotFound => "NOT_FOUND",
+                web::WebError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+                web::WebError::Attestation(_) => "ATTESTATION_INVALID",
+                _ => "HOST_FAILED",
+            },
         }
     }
 

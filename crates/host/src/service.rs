@@ -143,15 +143,28 @@ impl HostService {
     /// and returns its first reply for that id (which also stays queued until acknowledged).
     pub fn deliver(&mut self, correlation_id: &str, mail: &[u8]) -> Result<Option<QueuedMail>, HostError> {
         self.record(true, correlation_id, mail.len());
-        let commands = self.host.deliver_mail(mail, Some(correlation_id))?;
+        let commands = self.host.deliver_mail(mail, Some(correlation_id)).map_err(|e| self.recover(e))?;
         self.commit(commands, Some(correlation_id))
     }
 
     /// Passes bytes to the enclave and commits what it did; returns its answer.
     pub fn call_enclave(&mut self, bytes: &[u8]) -> Result<Option<Vec<u8>>, HostError> {
-        let outcome = self.host.call_enclave(bytes)?;
+        let outcome = self.host.call_enclave(bytes).map_err(|e| self.recover(e))?;
         self.commit(outcome.commands, None)?;
         Ok(outcome.response)
+    }
+
+    /// After an enclave process died mid-call (nothing of that call was
+    /// committed), starts it again from the last committed batch so the next
+    /// client finds it running, with new keys. Returns the original error.
+    fn recover(&mut self, error: HostError) -> HostError {
+        if matches!(error, HostError::Simulation(crate::simulation::SimulationError::Crashed { .. })) {
+            eprintln!("conclave host: {error}; restarting the enclave from the last committed state");
+            if let Err(restart) = self.restart_enclave() {
+                eprintln!("conclave host: restarting the enclave failed: {restart}");
+            }
+        }
+        error
     }
 
     /// Commits one call's commands as one transaction; returns the first

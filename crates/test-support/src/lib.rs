@@ -1,1 +1,136 @@
-//! placeholder
+//! Fixtures shared by Conclave's tests: a probe enclave that exercises
+//! persistence, mail-to-self and the sandbox, and helpers to sign enclave
+//! binaries in a temporary directory.
+//!
+//! The probe runs in process (mock mode) or as the `probe-enclave` binary
+//! (simulation mode).
+#![deny(missing_docs)]
+
+use std::path::{Path, PathBuf};
+
+use conclave_core::{EnclaveSignature, signature::code_hash};
+use conclave_enclave::{Enclave, EnclaveContext, EnclaveError, EnclaveMail, SelfMail};
+use ed25519_dalek::SigningKey;
+
+/// An enclave for tests. Mail bodies are commands:
+///
+/// - `count`: increments the counter in the persistent map; replies with it.
+/// - `note:<text>`: posts `<text>` to itself as mail-to-self; replies `ok`.
+/// - `replayed`: replies with the mail-to-self bodies handed back at start, joined by `,`.
+/// - `forget`: deletes every mail-to-self handed back at start; replies `ok`.
+/// - `fail`: changes the map, then fails the call (the change must not survive).
+/// - anything else: echoes it.
+///
+/// Host calls (`call_enclave`): `open-file`, `connect:<addr>` and `spawn-thread`
+/// try what the sandbox refuses and answer with what happened; `chdir` makes
+/// a system call the sandbox kills the process for; `crash` aborts the
+/// process; `count` answers with the counter.
+#[derive(Debug, Default)]
+pub struct ProbeEnclave {
+    replayed: Vec<SelfMail>,
+}
+
+fn counter(ctx: &mut EnclaveContext<'_>) -> u64 {
+    ctx.persistent_map().get("count").and_then(|v| v.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0)
+}
+
+impl Enclave for ProbeEnclave {
+    fn receive_mail(
+        &mut self,
+        ctx: &mut EnclaveContext<'_>,
+        mail: EnclaveMail,
+        routing_hint: Option<&str>,
+    ) -> Result<(), EnclaveError> {
+        let body = String::from_utf8_lossy(&mail.body).into_owned();
+        let reply = match body.as_str() {
+            "count" => {
+                let next = counter(ctx) + 1;
+                ctx.persistent_map().insert("count", next.to_be_bytes().to_vec())?;
+                next.to_string()
+            }
+            "replayed" => self.replayed.iter().map(|m| String::from_utf8_lossy(&m.body)).collect::<Vec<_>>().join(","),
+            "forget" => {
+                for mail in self.replayed.drain(..) {
+                    ctx.delete_mail_to_self(mail.id);
+                }
+                "ok".to_owned()
+            }
+            "fail" => {
+                ctx.persistent_map().insert("count", 999u64.to_be_bytes().to_vec())?;
+                return Err(EnclaveError::application("asked to fail"));
+            }
+            other => match other.strip_prefix("note:") {
+                Some(text) => {
+                    ctx.post_mail_to_self("notes", text.as_bytes())?;
+                    "ok".to_owned()
+                }
+                None => other.to_owned(),
+            },
+        };
+        ctx.reply(&mail, reply.as_bytes(), routing_hint)
+    }
+
+    fn receive_mail_from_self(&mut self, _ctx: &mut EnclaveContext<'_>, mail: SelfMail) -> Result<(), EnclaveError> {
+        self.replayed.push(mail);
+        Ok(())
+    }
+
+    fn receive_from_untrusted_host(
+        &mut self,
+        ctx: &mut EnclaveContext<'_>,
+        bytes: &[u8],
+    ) -> Result<Option<Vec<u8>>, EnclaveError> {
+        let request = String::from_utf8_lossy(bytes).into_owned();
+        let answer = match request.as_str() {
+            "open-file" => match std::fs::File::open("/etc/hostname") {
+                Ok(_) => "opened".to_owned(),
+                Err(e) => format!("refused: {e}"),
+            },
+            "spawn-thread" => match std::thread::Builder::new().spawn(|| ()) {
+                Ok(_) => "spawned".to_owned(),
+                Err(e) => format!("refused: {e}"),
+            },
+            "crash" => std::process::abort(),
+            // A system call on neither of the sandbox's lists: the process is killed.
+            "chdir" => match std::env::set_current_dir("/") {
+                Ok(()) => "changed directory".to_owned(),
+                Err(e) => format!("refused: {e}"),
+            },
+            "count" => counter(ctx).to_string(),
+            other => match other.strip_prefix("connect:") {
+                Some(addr) => match std::net::TcpStream::connect(addr) {
+                    Ok(_) => "connected".to_owned(),
+                    Err(e) => format!("refused: {e}"),
+                },
+                None => format!("unknown request {other:?}"),
+            },
+        };
+        Ok(Some(answer.into_bytes()))
+    }
+}
+
+/// A binary copied into `dir` and signed there with a fresh key: what a
+/// developer does with `conclave sign`. Returns the copy's path and the key.
+pub fn signed_copy(binary: &Path, dir: &Path, product_id: u16, revocation_level: u16) -> (PathBuf, SigningKey) {
+    let key = SigningKey::from_bytes(&rand_bytes());
+    let copy = dir.join(binary.file_name().expect("binary has a file name"));
+    std::fs::copy(binary, &copy).expect("copy the enclave binary");
+    sign(&copy, &key, product_id, revocation_level);
+    (copy, key)
+}
+
+/// Writes `<binary>.sig` for the binary as it is now.
+pub fn sign(binary: &Path, key: &SigningKey, product_id: u16, revocation_level: u16) {
+    let bytes = std::fs::read(binary).expect("read the enclave binary");
+    let signature = EnclaveSignature::sign(key, code_hash(&bytes), product_id, revocation_level);
+    let mut sig = binary.as_os_str().to_owned();
+    sig.push(".sig");
+    std::fs::write(sig, signature.encode()).expect("write the signature");
+}
+
+fn rand_bytes() -> [u8; 32] {
+    use rand_core::RngCore;
+    let mut bytes = [0u8; 32];
+    rand_core::OsRng.fill_bytes(&mut bytes);
+    bytes
+}
