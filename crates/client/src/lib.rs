@@ -44,7 +44,9 @@
 #![deny(missing_docs)]
 
 mod client;
+mod http;
 mod state;
 
 pub use client::{ClientError, EnclaveClient, EnclaveReply};
+pub use http::HttpRelay;
 pub use state::ClientState;

@@ -1,0 +1,140 @@
+//! EnclaveClient over HttpRelay against a real web host on port 0.
+
+use std::{net::SocketAddr, sync::mpsc, thread::JoinHandle, time::Duration};
+
+use conclave_client::{EnclaveClient, HttpRelay};
+use conclave_core::{EnclaveConstraint, MailRelay};
+use conclave_examples::{
+    reverse::ReverseEnclave,
+    stats::{self, StatsEnclave},
+};
+use conclave_host::{
+    EnclaveHost, HostError, HostService, mock_identity,
+    web::{WebConfig, run},
+};
+
+/// A web host serving in a background thread with its own tokio runtime.
+struct TestHost {
+    base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<Result<(), HostError>>>,
+}
+
+impl TestHost {
+    fn start(service: HostService) -> Self {
+        let (addr_tx, addr_rx) = mpsc::channel::<SocketAddr>();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                run(listener, service, WebConfig::default(), async {
+                    let _ = stopped.await;
+                })
+                .await
+            })
+        });
+        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).expect("the web host did not bind");
+        Self { base: format!("http://{addr}"), stop: Some(stop), thread: Some(thread) }
+    }
+
+    fn relay(&self) -> HttpRelay {
+        HttpRelay::new(&self.base).unwrap()
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn constraint_for<E: conclave_enclave::Enclave>() -> EnclaveConstraint {
+    let code_hash = hex::encode(mock_identity::<E>().code_hash);
+    EnclaveConstraint::parse(&format!("C:{code_hash} SEC:INSECURE")).unwrap()
+}
+
+#[test]
+fn round_trip_with_saved_state() {
+    let host = TestHost::start(HostService::in_memory(EnclaveHost::load_mock_restartable::<ReverseEnclave>()).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("client.state");
+
+    let mut client = EnclaveClient::new(host.relay(), constraint_for::<ReverseEnclave>());
+    assert_eq!(client.start().unwrap().mode.as_str(), "MOCK");
+    let reply = client.send_mail("greeting", b"hello, enclave").unwrap().expect("a reply");
+    assert_eq!(reply.body, b"evalcne ,olleh");
+    assert_eq!(reply.topic, "greeting");
+    // The direct reply was acknowledged by send_mail: nothing is left to poll.
+    assert!(client.poll_mail().unwrap().is_empty());
+    client.save_to_file(&state).unwrap();
+
+    // A restored client continues the sequence (a replay would be refused).
+    let mut restored = EnclaveClient::restore_from_file(host.relay(), &state).unwrap();
+    restored.start().unwrap();
+    let reply = restored.send_mail("greeting", b"again").unwrap().expect("a reply");
+    assert_eq!(reply.body, b"niaga");
+    assert_eq!(reply.sequence_number, 1);
+
+    // A client that does not trust this enclave refuses to start.
+    let other = EnclaveConstraint::parse(&format!("C:{} SEC:INSECURE", "ab".repeat(32))).unwrap();
+    assert!(EnclaveClient::new(host.relay(), other).start().is_err());
+}
+
+#[test]
+fn queued_replies_are_polled_and_acknowledged() {
+    let host = TestHost::start(HostService::in_memory(EnclaveHost::load_mock_restartable::<StatsEnclave>()).unwrap());
+    let mut parties: Vec<_> = (0..3)
+        .map(|_| {
+            let mut client = EnclaveClient::new(host.relay(), constraint_for::<StatsEnclave>());
+            client.start().unwrap();
+            client
+        })
+        .collect();
+    for (party, values) in parties.iter_mut().zip([[1.0, 2.0], [3.0, 4.0], [5.0, 15.0]]) {
+        let reply = party.send_mail("stats", &stats::submit(&values).unwrap()).unwrap().unwrap();
+        assert_eq!(stats::Response::parse(&reply.body).unwrap(), stats::Response::Submitted { count: 2 });
+    }
+    let result = parties[2].send_mail("stats", &stats::compute()).unwrap().unwrap();
+    let stats::Response::Result(summary) = stats::Response::parse(&result.body).unwrap() else { panic!("no result") };
+    assert_eq!((summary.parties, summary.count, summary.min, summary.max), (3, 6, 1.0, 15.0));
+    assert!((summary.mean - 5.0).abs() < 1e-9);
+
+    // The other two find the same result waiting; polling acknowledges it.
+    for party in &mut parties[..2] {
+        let replies = party.poll_mail().unwrap();
+        assert_eq!(replies.len(), 1);
+        assert_eq!(stats::Response::parse(&replies[0].body).unwrap(), stats::Response::Result(summary.clone()));
+        assert!(party.poll_mail().unwrap().is_empty(), "acknowledged replies must be gone");
+    }
+}
+
+#[test]
+fn host_errors_keep_their_codes() {
+    let host = TestHost::start(HostService::in_memory(EnclaveHost::load_mock_restartable::<ReverseEnclave>()).unwrap());
+    let mut relay = host.relay();
+    let error = relay.deliver("c1", b"not a mail at all").unwrap_err();
+    assert_eq!(error.code, "MAIL_INVALID", "{error}");
+    let error = relay.poll("never-seen").unwrap_err();
+    assert_eq!(error.code, "UNKNOWN_CORRELATION_ID", "{error}");
+    let error = relay.acknowledge("never-seen", &[1]).unwrap_err();
+    assert_eq!(error.code, "UNKNOWN_CORRELATION_ID", "{error}");
+    assert!(!relay.attestation().unwrap().is_empty());
+}
+
+#[test]
+fn an_unreachable_host_is_unreachable() {
+    // Bind and drop a listener: nothing listens on that port afterwards.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut relay = HttpRelay::with_timeout(&format!("http://127.0.0.1:{port}"), Duration::from_secs(5)).unwrap();
+    let error = relay.attestation().unwrap_err();
+    assert_eq!(error.code, HttpRelay::UNREACHABLE, "{error}");
+    let mut client = EnclaveClient::new(relay, constraint_for::<ReverseEnclave>());
+    assert!(client.start().is_err());
+}
