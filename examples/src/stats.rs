@@ -197,6 +197,7 @@ pub fn compute() -> Vec<u8> {
 }
 
 /// A party's current submission and where to send it the result.
+#[derive(Serialize, Deserialize)]
 struct Submission {
     values: Vec<f64>,
     topic: String,
@@ -220,7 +221,48 @@ impl core::fmt::Debug for StatsEnclave {
     }
 }
 
+/// The key under which the round is kept in the persistent map.
+const STATE_KEY: &str = "stats-round";
+
+/// The round as sealed in the persistent map, so it survives restarts.
+#[derive(Serialize, Deserialize)]
+struct SavedRound {
+    submissions: Vec<(String, Submission)>,
+    result: Option<Summary>,
+}
+
 impl StatsEnclave {
+    fn save(&self, ctx: &mut EnclaveContext<'_>) -> Result<(), EnclaveError> {
+        let saved = SavedRound {
+            submissions: self.submissions.iter().map(|(k, s)| (k.to_hex(), clone_submission(s))).collect(),
+            result: self.result.clone(),
+        };
+        let bytes = serde_json::to_vec(&saved).map_err(|e| EnclaveError::application(e.to_string()))?;
+        ctx.persistent_map().insert(STATE_KEY, bytes)?;
+        Ok(())
+    }
+
+    fn load(&mut self, ctx: &mut EnclaveContext<'_>) -> Result<(), EnclaveError> {
+        let Some(bytes) = ctx.persistent_map().get(STATE_KEY) else { return Ok(()) };
+        let saved: SavedRound = serde_json::from_slice(bytes)
+            .map_err(|e| EnclaveError::application(format!("saved round is unreadable: {e}")))?;
+        self.submissions = saved
+            .submissions
+            .into_iter()
+            .filter_map(|(key, s)| {
+                let bytes = hex_key(&key)?;
+                Some((PublicKey::from_bytes(bytes), s))
+            })
+            .collect();
+        self.result = saved.result;
+        Ok(())
+    }
+
+    /// How many parties have submitted so far.
+    pub fn parties(&self) -> usize {
+        self.submissions.len()
+    }
+
     /// Whether the result has been released (and the round frozen).
     pub fn is_released(&self) -> bool {
         self.result.is_some()
@@ -322,7 +364,20 @@ impl From<EnclaveError> for Refusal {
     }
 }
 
+fn clone_submission(s: &Submission) -> Submission {
+    Submission { values: s.values.clone(), topic: s.topic.clone(), routing_hint: s.routing_hint.clone() }
+}
+
+fn hex_key(text: &str) -> Option<[u8; 32]> {
+    hex::decode(text).ok()?.try_into().ok()
+}
+
 impl Enclave for StatsEnclave {
+    /// Restores the round sealed by an earlier run, if any.
+    fn on_startup(&mut self, ctx: &mut EnclaveContext<'_>) -> Result<(), EnclaveError> {
+        self.load(ctx)
+    }
+
     fn receive_mail(
         &mut self,
         ctx: &mut EnclaveContext<'_>,
@@ -332,7 +387,11 @@ impl Enclave for StatsEnclave {
         // A refusal is a reply, not a failed call: the sender learns what to fix.
         // `handle` changes state only once nothing can fail any more.
         let response = match self.handle(ctx, &mail, routing_hint) {
-            Ok(response) => response,
+            Ok(response) => {
+                // Sealed with this call's replies: a restart resumes the round.
+                self.save(ctx)?;
+                response
+            }
             Err(Refusal::Bad(message)) => Response::Error { message },
             Err(Refusal::Failed(e)) => return Err(e),
         };

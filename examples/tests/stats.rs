@@ -249,3 +249,27 @@ fn the_helpers_build_what_the_enclave_parses() {
     let debug = format!("{:?}", StatsEnclave::default());
     assert!(debug.contains("parties: 0"), "{debug}");
 }
+
+#[test]
+fn the_round_survives_an_enclave_restart() {
+    use conclave_client::EnclaveClient;
+    use conclave_examples::stats::{self, StatsEnclave};
+    use conclave_host::{EnclaveHost, LocalRelayHandle, mock_identity};
+
+    let relay = LocalRelayHandle::in_memory(EnclaveHost::load_mock_restartable::<StatsEnclave>()).unwrap();
+    let code = hex::encode(mock_identity::<StatsEnclave>().code_hash);
+    let constraint = conclave_core::EnclaveConstraint::parse(&format!("C:{code} SEC:INSECURE")).unwrap();
+    let mut parties: Vec<_> = (0..3).map(|_| EnclaveClient::new(relay.clone(), constraint.clone())).collect();
+    for (i, party) in parties.iter_mut().enumerate() {
+        party.start().unwrap();
+        party.send_mail("stats", &stats::submit(&[i as f64 * 10.0]).unwrap()).unwrap();
+    }
+    // The host restarts the enclave: new keys, state from the sealed map.
+    relay.lock().restart_enclave().unwrap();
+    let party = &mut parties[0];
+    party.start().unwrap();
+    let reply = party.send_mail("stats", &stats::compute()).unwrap().unwrap();
+    let text = String::from_utf8(reply.body).unwrap();
+    assert!(text.contains("\"parties\":3"), "{text}");
+    assert!(text.contains("\"mean\":10"), "{text}");
+}
