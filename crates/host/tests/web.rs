@@ -455,3 +455,25 @@ fn replies_survive_a_host_restart_on_the_same_store() {
     assert_eq!(ack(&host, "durable", &[id]).json()["deleted"], 1);
     assert!(poll(&host, "durable").is_empty());
 }
+
+/// docs/http-api.md's error table and docs/openapi.yaml agree with `http_status`.
+#[test]
+fn documented_error_statuses_match_the_code() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let guide = std::fs::read_to_string(root.join("docs/http-api.md")).unwrap();
+    let openapi = std::fs::read_to_string(root.join("docs/openapi.yaml")).unwrap();
+    let mut rows = 0;
+    for line in guide.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let [_, status, code, ..] = cells[..] else { continue };
+        let (Ok(status), Some(code)) =
+            (status.parse::<u16>(), code.strip_prefix('`').and_then(|c| c.strip_suffix('`')))
+        else {
+            continue;
+        };
+        assert_eq!(conclave_host::web::http_status(code).as_u16(), status, "{code} in docs/http-api.md");
+        assert!(openapi.contains(&format!("- {code}\n")), "{code} missing from docs/openapi.yaml");
+        rows += 1;
+    }
+    assert_eq!(rows, 18, "the error table of docs/http-api.md changed size");
+}
