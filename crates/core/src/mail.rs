@@ -353,24 +353,32 @@ pub fn encrypt_mail<R: RngCore + CryptoRng>(
     out.extend_from_slice(&msg[..n]);
 
     let mut transport: TransportState = hs.into_transport_mode().map_err(internal)?;
-    let mut packet = vec![0u8; MAX_PACKET_LEN];
-    let mut chunk = vec![0u8; MAX_PACKET_PLAINTEXT];
+    // Padding (and a body's last, partial chunk before it) is staged here;
+    // full chunks of body are encrypted straight from `body` into `out`.
+    let mut chunk = Vec::new();
     let mut offset = 0usize;
     while offset < padded {
         let take = (padded - offset).min(MAX_PACKET_PLAINTEXT);
-        // Body bytes, then zero padding.
         let from_body = body.len().saturating_sub(offset).min(take);
-        chunk[..from_body].copy_from_slice(&body[offset..offset + from_body]);
-        chunk[from_body..take].fill(0);
-        let n = transport.write_message(&chunk[..take], &mut packet).map_err(internal)?;
-        out.extend_from_slice(&(n as u16).to_be_bytes());
-        out.extend_from_slice(&packet[..n]);
+        let payload: &[u8] = if from_body == take {
+            &body[offset..offset + take]
+        } else {
+            chunk.clear();
+            chunk.extend_from_slice(&body[offset..offset + from_body]);
+            chunk.resize(take, 0);
+            &chunk
+        };
+        let at = out.len();
+        out.resize(at + 2 + take + TAG_LEN, 0);
+        let n = transport.write_message(payload, &mut out[at + 2..]).map_err(internal)?;
+        out[at..at + 2].copy_from_slice(&(n as u16).to_be_bytes());
         offset += take;
     }
     // The terminator: an empty packet, only a tag.
-    let n = transport.write_message(&[], &mut packet).map_err(internal)?;
-    out.extend_from_slice(&(n as u16).to_be_bytes());
-    out.extend_from_slice(&packet[..n]);
+    let at = out.len();
+    out.resize(at + 2 + TAG_LEN, 0);
+    let n = transport.write_message(&[], &mut out[at + 2..]).map_err(internal)?;
+    out[at..at + 2].copy_from_slice(&(n as u16).to_be_bytes());
     Ok(out)
 }
 
@@ -437,23 +445,35 @@ impl MailDecryptor {
     /// Feeds more bytes of the mail; appends any newly authenticated body bytes to `body`.
     /// After an error the decryptor is unusable.
     pub fn update(&mut self, input: &[u8], body: &mut Vec<u8>) -> Result<(), MailError> {
-        self.buffer.extend_from_slice(input);
-        let result = self.advance(body);
+        let result = if self.buffer.is_empty() {
+            // Fast path: whole frames are read straight from the caller's
+            // slice; only an incomplete tail is copied.
+            self.advance(input, body).map(|consumed| self.buffer.extend_from_slice(&input[consumed..]))
+        } else {
+            let mut buffer = core::mem::take(&mut self.buffer);
+            buffer.extend_from_slice(input);
+            self.advance(&buffer, body).map(|consumed| {
+                buffer.drain(..consumed);
+                self.buffer = buffer;
+            })
+        };
         if result.is_err() {
             self.stage = Stage::Failed;
+            self.buffer.clear();
         }
         result
     }
 
-    fn advance(&mut self, body: &mut Vec<u8>) -> Result<(), MailError> {
+    /// Consumes as many whole parts of the mail as `input` holds; returns how many bytes.
+    fn advance(&mut self, input: &[u8], body: &mut Vec<u8>) -> Result<usize, MailError> {
         let mut consumed = 0usize;
-        let result = loop {
-            let input = &self.buffer[consumed..];
+        loop {
+            let rest = &input[consumed..];
             match core::mem::replace(&mut self.stage, Stage::Failed) {
-                Stage::Prefix => match MailHeader::decode_prefix(input)? {
+                Stage::Prefix => match MailHeader::decode_prefix(rest)? {
                     None => {
                         self.stage = Stage::Prefix;
-                        break Ok(());
+                        return Ok(consumed);
                     }
                     Some((header, len)) => {
                         consumed += len;
@@ -461,9 +481,9 @@ impl MailDecryptor {
                     }
                 },
                 Stage::Handshake { header } => {
-                    let Some(frame) = frame(input)? else {
+                    let Some(frame) = frame(rest) else {
                         self.stage = Stage::Handshake { header };
-                        break Ok(());
+                        return Ok(consumed);
                     };
                     if frame.len() != HANDSHAKE_LEN {
                         return Err(MailError::Malformed { reason: "handshake has the wrong length" });
@@ -489,19 +509,26 @@ impl MailDecryptor {
                     self.stage = Stage::Packets { opened, transport: Box::new(transport), index: 0, delivered: 0 };
                 }
                 Stage::Packets { opened, mut transport, index, delivered } => {
-                    let Some(frame) = frame(input)? else {
+                    let Some(frame) = frame(rest) else {
                         self.stage = Stage::Packets { opened, transport, index, delivered };
-                        break Ok(());
+                        return Ok(consumed);
                     };
                     if frame.len() < TAG_LEN {
                         return Err(MailError::Malformed { reason: "packet shorter than its tag" });
                     }
-                    let mut plain = vec![0u8; frame.len()];
-                    let n = transport
-                        .read_message(frame, &mut plain)
-                        .map_err(|_| MailError::PacketAuthentication { index })?;
+                    // Decrypt straight into the body, then keep only the body's bytes.
+                    let start = body.len();
+                    body.resize(start + frame.len(), 0);
+                    let n = match transport.read_message(frame, &mut body[start..]) {
+                        Ok(n) => n,
+                        Err(_) => {
+                            body.truncate(start);
+                            return Err(MailError::PacketAuthentication { index });
+                        }
+                    };
                     consumed += 2 + frame.len();
                     if n == 0 {
+                        body.truncate(start);
                         // The terminator: every declared body byte must have arrived.
                         if delivered < opened.body_len {
                             return Err(MailError::BodyLengthMismatch { declared: opened.body_len, actual: delivered });
@@ -510,25 +537,22 @@ impl MailDecryptor {
                         continue;
                     }
                     let wanted = opened.body_len.saturating_sub(delivered).min(n as u64) as usize;
-                    body.extend_from_slice(&plain[..wanted]);
+                    body.truncate(start + wanted);
                     self.stage =
                         Stage::Packets { opened, transport, index: index + 1, delivered: delivered + wanted as u64 };
                 }
                 Stage::Done { opened } => {
-                    let extra = input.len();
                     self.stage = Stage::Done { opened };
-                    if extra > 0 {
-                        break Err(MailError::TrailingBytes { count: extra });
+                    if !rest.is_empty() {
+                        return Err(MailError::TrailingBytes { count: rest.len() });
                     }
-                    break Ok(());
+                    return Ok(consumed);
                 }
                 Stage::Failed => {
-                    break Err(MailError::Malformed { reason: "decryptor already failed" });
+                    return Err(MailError::Malformed { reason: "decryptor already failed" });
                 }
             }
-        };
-        self.buffer.drain(..consumed);
-        result
+        }
     }
 
     /// Ends the mail: succeeds only if the terminator packet arrived and no bytes followed.
@@ -548,10 +572,7 @@ impl MailDecryptor {
 }
 
 /// Reads one `u16`-length-prefixed frame, or `None` when more bytes are needed.
-fn frame(input: &[u8]) -> Result<Option<&[u8]>, MailError> {
-    if input.len() < 2 {
-        return Ok(None);
-    }
-    let len = u16::from_be_bytes([input[0], input[1]]) as usize;
-    Ok(input.get(2..2 + len))
+fn frame(input: &[u8]) -> Option<&[u8]> {
+    let len = u16::from_be_bytes([*input.first()?, *input.get(1)?]) as usize;
+    input.get(2..2 + len)
 }
