@@ -12,8 +12,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod client_cmd;
 mod demo;
 mod evidence;
+mod host_cmd;
 mod signing;
 
 /// Conclave for Rust: confidential computing with enclaves, attestation and encrypted mail.
@@ -44,6 +46,23 @@ enum Command {
     /// Verify real TEE evidence (SGX DCAP, TDX, SEV-SNP, Nitro).
     #[command(subcommand)]
     Evidence(EvidenceCommand),
+    /// Run a web host for one enclave: HTTP API for attestation and mail (see docs/http-api.md).
+    Host(host_cmd::HostArgs),
+    /// Fetch a web host's attestation, print its summary and check it against a constraint.
+    Attest(client_cmd::AttestArgs),
+    /// Attest a web host's enclave, send it one encrypted mail and print the reply body.
+    Send(client_cmd::SendArgs),
+    /// Fetch, print and acknowledge the replies waiting for a client (state from `conclave send`).
+    Poll(client_cmd::PollArgs),
+    /// Inspect an encoded EnclaveInstanceInfo.
+    #[command(subcommand)]
+    Attestation(AttestationCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AttestationCommand {
+    /// Decode an encoded EnclaveInstanceInfo file, verify it now and print its JSON view.
+    Show(client_cmd::ShowArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,6 +89,11 @@ fn main() -> ExitCode {
         Command::Keygen(args) => signing::keygen(&args),
         Command::Sign(args) => signing::sign(&args),
         Command::Evidence(EvidenceCommand::Verify(args)) => return evidence::run(&args),
+        Command::Host(args) => host_cmd::run(&args),
+        Command::Attest(args) => client_cmd::attest(&args),
+        Command::Send(args) => client_cmd::send(&args),
+        Command::Poll(args) => client_cmd::poll(&args),
+        Command::Attestation(AttestationCommand::Show(args)) => client_cmd::show(&args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,241 @@
+//! `conclave attest`, `send`, `poll` and `attestation show`: the client side
+//! of a web host, from the command line.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, anyhow, bail};
+use clap::Args;
+use conclave_client::{ClientError, EnclaveClient, HttpRelay};
+use conclave_core::{EnclaveConstraint, EnclaveInstanceInfo, MailRelay, VerifiedEnclaveInfo};
+
+const CLIENT_EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  the enclave does not satisfy the constraint, or its attestation does not verify (reason on stderr)
+  2  any other error: bad flags or constraint, host unreachable, host refused the mail, unreadable files";
+
+/// Flags of `conclave attest`.
+#[derive(Debug, Args)]
+#[command(after_help = CLIENT_EXIT_CODES)]
+pub struct AttestArgs {
+    /// The web host, e.g. http://127.0.0.1:8080.
+    url: String,
+    /// The constraint the enclave must satisfy, e.g. "C:<code hash> SEC:INSECURE".
+    #[arg(long, value_name = "C")]
+    constraint: String,
+}
+
+/// Flags of `conclave send`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Creates the state file (the client's private key, correlation id and sequence numbers; mode 0600)
+on first use and updates it after every send, so later sends continue the conversation. The reply
+body is written to stdout as raw bytes; with no immediate reply nothing is written (use `poll`).
+
+Exit codes:
+  0  sent (and the reply, if any, written)
+  1  the enclave does not satisfy the constraint, or its attestation does not verify (reason on stderr)
+  2  any other error: bad flags or constraint, host unreachable, host refused the mail, unreadable files")]
+pub struct SendArgs {
+    /// The web host, e.g. http://127.0.0.1:8080.
+    url: String,
+    /// The constraint the enclave must satisfy. An existing state file keeps the constraint it was
+    /// made with; giving a different one is an error.
+    #[arg(long, value_name = "C")]
+    constraint: String,
+    /// The client state file (created if missing).
+    #[arg(long, value_name = "FILE")]
+    state: PathBuf,
+    /// The topic: one conversation of this client with the enclave.
+    #[arg(long, value_name = "T", default_value = "default")]
+    topic: String,
+    /// The mail body: text, or @FILE to send a file's bytes.
+    #[arg(value_name = "BODY | @FILE")]
+    body: String,
+}
+
+/// Flags of `conclave poll`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Fetches the replies waiting for this client, checks and decrypts them, writes each body to stdout
+as raw bytes followed by a newline, oldest first, then acknowledges them so the host deletes them.
+The count goes to stderr. The state file must exist (made by `conclave send`).
+
+Exit codes:
+  0  polled (possibly nothing)
+  1  the enclave does not satisfy the state's constraint, or its attestation does not verify
+  2  any other error: host unreachable, a reply fails its checks, unreadable state file")]
+pub struct PollArgs {
+    /// The web host, e.g. http://127.0.0.1:8080.
+    url: String,
+    /// The client state file written by `conclave send`.
+    #[arg(long, value_name = "FILE")]
+    state: PathBuf,
+}
+
+/// Flags of `conclave attestation show`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+FILE holds an encoded EnclaveInstanceInfo, e.g. saved with
+  curl http://127.0.0.1:8080/v1/attestation > info.bin
+It is verified at the current time and its JSON view printed.
+
+Exit codes:
+  0  verified; JSON printed
+  1  the attestation does not verify (reason on stderr)
+  2  the file cannot be read or decoded")]
+pub struct ShowArgs {
+    /// The encoded EnclaveInstanceInfo.
+    file: PathBuf,
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn relay(url: &str) -> anyhow::Result<HttpRelay> {
+    HttpRelay::new(url).map_err(|e| anyhow!("{}", e.message))
+}
+
+fn parse_constraint(text: &str) -> anyhow::Result<EnclaveConstraint> {
+    EnclaveConstraint::parse(text).with_context(|| format!("invalid constraint {text:?}"))
+}
+
+fn print_summary(info: &VerifiedEnclaveInfo) {
+    let id = &info.identity;
+    println!("mode:                  {}", info.mode.as_str());
+    println!("code hash:             {}", hex::encode(&id.code_hash));
+    println!("code signer:           {}", id.signer.as_ref().map_or_else(|| "(none)".to_owned(), hex::encode));
+    let or_none = |v: Option<u16>| v.map_or_else(|| "(none)".to_owned(), |v| v.to_string());
+    println!("product id:            {}", or_none(id.product_id));
+    println!("revocation level:      {}", or_none(id.revocation_level));
+    println!("security:              {}", id.security.as_str());
+    println!("security reason:       {}", id.security_reason);
+    println!("data signing key:      {}", hex::encode(info.data_signing_key));
+    println!("encryption key:        {}", info.encryption_key.to_hex());
+}
+
+/// Runs `conclave attest`.
+pub fn attest(args: &AttestArgs) -> anyhow::Result<ExitCode> {
+    let constraint = parse_constraint(&args.constraint)?;
+    let encoded = relay(&args.url)?.attestation().map_err(|e| anyhow!("cannot fetch the attestation: {e}"))?;
+    let info = EnclaveInstanceInfo::decode(&encoded).context("the host's attestation is unreadable")?;
+    let verified = match info.verify(now_unix()) {
+        Ok(verified) => verified,
+        Err(e) => {
+            eprintln!("attestation does not verify: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    print_summary(&verified);
+    match constraint.check_identity(&verified.identity, now_unix()) {
+        Ok(()) => {
+            println!("constraint:            satisfied ({constraint})");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("constraint:            NOT satisfied");
+            eprintln!("constraint not satisfied: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// Starts (attests) a client; a constraint failure is exit code 1.
+fn start(client: &mut EnclaveClient<HttpRelay>) -> anyhow::Result<Option<ExitCode>> {
+    match client.start() {
+        Ok(_) => Ok(None),
+        Err(ClientError::Constraint(e)) => {
+            eprintln!("enclave rejected: {e}");
+            Ok(Some(ExitCode::from(1)))
+        }
+        Err(e) => Err(anyhow!("cannot attest the enclave: {e}")),
+    }
+}
+
+fn read_body(body: &str) -> anyhow::Result<Vec<u8>> {
+    match body.strip_prefix('@') {
+        Some(path) => std::fs::read(path).with_context(|| format!("cannot read mail body file {path}")),
+        None => Ok(body.as_bytes().to_vec()),
+    }
+}
+
+fn save(client: &EnclaveClient<HttpRelay>, path: &Path) -> anyhow::Result<()> {
+    client.save_to_file(path).with_context(|| format!("cannot save client state {}", path.display()))
+}
+
+/// Runs `conclave send`.
+pub fn send(args: &SendArgs) -> anyhow::Result<ExitCode> {
+    let constraint = parse_constraint(&args.constraint)?;
+    let body = read_body(&args.body)?;
+    let relay = relay(&args.url)?;
+    let mut client = if args.state.exists() {
+        let client = EnclaveClient::restore_from_file(relay, &args.state)
+            .with_context(|| format!("cannot restore client state {}", args.state.display()))?;
+        if client.constraint().to_string() != constraint.to_string() {
+            bail!(
+                "state file {} was made for the constraint {:?}; use that constraint or another state file",
+                args.state.display(),
+                client.constraint().to_string()
+            );
+        }
+        client
+    } else {
+        EnclaveClient::new(relay, constraint)
+    };
+    if let Some(code) = start(&mut client)? {
+        return Ok(code);
+    }
+    // The sequence number is spent even if delivery fails: save either way.
+    let sent = client.send_mail(&args.topic, &body);
+    save(&client, &args.state)?;
+    match sent.map_err(|e| anyhow!("cannot send: {e}"))? {
+        Some(reply) => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&reply.body).and_then(|()| stdout.flush()).context("cannot write the reply")?;
+        }
+        None => eprintln!("sent; the enclave did not reply at once (use `conclave poll`)"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `conclave poll`.
+pub fn poll(args: &PollArgs) -> anyhow::Result<ExitCode> {
+    let mut client = EnclaveClient::restore_from_file(relay(&args.url)?, &args.state)
+        .with_context(|| format!("cannot restore client state {}", args.state.display()))?;
+    if let Some(code) = start(&mut client)? {
+        return Ok(code);
+    }
+    let polled = client.poll_mail();
+    save(&client, &args.state)?;
+    let replies = polled.map_err(|e| anyhow!("cannot poll: {e}"))?;
+    let mut stdout = std::io::stdout().lock();
+    for reply in &replies {
+        stdout.write_all(&reply.body).and_then(|()| stdout.write_all(b"\n")).context("cannot write a reply")?;
+    }
+    stdout.flush().context("cannot write")?;
+    eprintln!("{} replies", replies.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `conclave attestation show`.
+pub fn show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let info = EnclaveInstanceInfo::decode(&bytes)
+        .with_context(|| format!("{} is not an encoded EnclaveInstanceInfo", args.file.display()))?;
+    match info.verify(now_unix()) {
+        Ok(verified) => {
+            println!("{}", serde_json::to_string_pretty(&verified.to_json())?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("attestation does not verify: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! `conclave host`, `attest`, `send`, `poll` and `attestation show`, run as
+//! a user would: the host as a child process on port 0, clients as separate
+//! processes, plus a host killed with SIGKILL and restarted on its data directory.
+
+use std::{
+    io::{BufRead, BufReader, Read},
+    path::Path,
+    process::{Child, ChildStderr, Command, Output, Stdio},
+    time::Duration,
+};
+
+use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
+use conclave_core::{EnclaveInstanceInfo, PostOffice, PrivateKey, StateFrame};
+use rand_core::OsRng;
+
+const BIN: &str = env!("CARGO_BIN_EXE_conclave");
+
+fn conclave(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run conclave")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A `conclave host` child process; killed when dropped.
+struct HostProcess {
+    child: Child,
+    url: String,
+    stderr: Option<ChildStderr>,
+}
+
+impl HostProcess {
+    fn start(example: &str, data_dir: &Path) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["host", "--mode", "mock", "--example", example, "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start conclave host");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected {line:?}")).to_owned();
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        let stderr = child.stderr.take();
+        Self { child, url, stderr }
+    }
+
+    /// Everything the host wrote to stderr, once it has exited.
+    fn stderr_text(&mut self) -> String {
+        let mut text = String::new();
+        if let Some(mut stderr) = self.stderr.take() {
+            stderr.read_to_string(&mut text).unwrap();
+        }
+        text
+    }
+
+    fn sigkill(mut self) {
+        self.child.kill().unwrap(); // SIGKILL on unix
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+fn attestation_bytes(url: &str) -> Vec<u8> {
+    agent().get(format!("{url}/v1/attestation")).call().unwrap().body_mut().read_to_vec().unwrap()
+}
+
+fn code_hash(url: &str) -> String {
+    let json = agent()
+        .get(format!("{url}/v1/attestation"))
+        .header("Accept", "application/json")
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_vec()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    json["code_hash"].as_str().unwrap().to_owned()
+}
+
+fn constraint(url: &str) -> String {
+    format!("C:{} SEC:INSECURE", code_hash(url))
+}
+
+#[test]
+fn help_of_each_new_command_documents_exit_codes() {
+    for command in [&["host"][..], &["attest"], &["send"], &["poll"], &["attestation", "show"]] {
+        let output = conclave(&[command, &["--help"]].concat());
+        assert!(output.status.success(), "{command:?}");
+        let text = stdout(&output);
+        assert!(text.contains("Usage: conclave"), "{command:?}: {text}");
+        assert!(text.contains("Exit codes:"), "{command:?}: {text}");
+    }
+    assert!(stdout(&conclave(&["--help"])).contains("attestation"));
+}
+
+#[test]
+fn host_serves_until_sigterm_and_warns_it_is_insecure() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = HostProcess::start("reverse", &dir.path().join("data"));
+    let health = agent().get(format!("{}/v1/health", host.url)).call().unwrap().body_mut().read_to_vec().unwrap();
+    let health: serde_json::Value = serde_json::from_slice(&health).unwrap();
+    assert_eq!(health["status"], "ok");
+    let secret = dir.path().join("data/platform.secret");
+    assert_eq!(std::fs::read(&secret).unwrap().len(), 32);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(host.child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = host.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let stderr = host.stderr_text();
+    assert!(stderr.contains("INSECURE"), "{stderr}");
+    assert!(stderr.contains("stopped"), "{stderr}");
+}
+
+#[test]
+fn host_refuses_what_this_build_cannot_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    // Simulation is the default mode; it is not wired into this command yet.
+    let output = conclave(&["host", "--example", "reverse", "--listen", "127.0.0.1:0", "--data-dir", data]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("simulation"), "{}", stderr(&output));
+    let output =
+        conclave(&["host", "--mode", "mock", "--example", "nope", "--listen", "127.0.0.1:0", "--data-dir", data]);
+    assert_eq!(output.status.code(), Some(2));
+    let output = conclave(&["host", "--mode", "mock", "--listen", "127.0.0.1:0", "--data-dir", data]);
+    assert_eq!(output.status.code(), Some(2), "needs --enclave or --example");
+}
+
+#[test]
+fn attest_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = HostProcess::start("reverse", &dir.path().join("data"));
+    let hash = code_hash(&host.url);
+
+    let ok = conclave(&["attest", &host.url, "--constraint", &format!("C:{hash} SEC:INSECURE")]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    let text = stdout(&ok);
+    for expected in ["MOCK", hash.as_str(), "INSECURE", "mock mode", "encryption key", "satisfied"] {
+        assert!(text.contains(expected), "{expected:?} in {text}");
+    }
+
+    let other_hash = "ab".repeat(32);
+    let wrong = conclave(&["attest", &host.url, "--constraint", &format!("C:{other_hash} SEC:INSECURE")]);
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(stderr(&wrong).contains("not satisfied"), "{}", stderr(&wrong));
+
+    // Mock enclaves are INSECURE: the default minimum (STALE) refuses them.
+    let default_security = conclave(&["attest", &host.url, "--constraint", &format!("C:{hash}")]);
+    assert_eq!(default_security.status.code(), Some(1));
+
+    let bad = conclave(&["attest", &host.url, "--constraint", "C:nothex"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let unreachable = conclave(&["attest", &format!("http://127.0.0.1:{port}"), "--constraint", "C:00 SEC:INSECURE"]);
+    assert_eq!(unreachable.status.code(), Some(2));
+    let unreachable =
+        conclave(&["attest", &format!("http://127.0.0.1:{port}"), "--constraint", &format!("C:{hash} SEC:INSECURE")]);
+    assert_eq!(unreachable.status.code(), Some(2));
+}
+
+#[test]
+fn send_prints_the_reply_and_keeps_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = HostProcess::start("reverse", &dir.path().join("data"));
+    let constraint = constraint(&host.url);
+    let state = dir.path().join("client.state");
+    let state = state.to_str().unwrap();
+
+    let first = conclave(&["send", &host.url, "--constraint", &constraint, "--state", state, "hello"]);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    assert_eq!(first.stdout, b"olleh");
+    assert!(Path::new(state).exists());
+
+    // The second send continues the sequence from the state file (a replay would fail).
+    let file = dir.path().join("body.bin");
+    std::fs::write(&file, [1u8, 2, 3, 0, 255]).unwrap();
+    let second = conclave(&[
+        "send",
+        &host.url,
+        "--constraint",
+        &constraint,
+        "--state",
+        state,
+        "--topic",
+        "files",
+        &format!("@{}", file.display()),
+    ]);
+    assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
+    assert_eq!(second.stdout, [255u8, 0, 3, 2, 1]);
+    let third = conclave(&["send", &host.url, "--constraint", &constraint, "--state", state, "abc"]);
+    assert_eq!(third.stdout, b"cba", "{}", stderr(&third));
+
+    // Send acknowledged its replies: nothing is left to poll.
+    let poll = conclave(&["poll", &host.url, "--state", state]);
+    assert_eq!(poll.status.code(), Some(0), "{}", stderr(&poll));
+    assert!(poll.stdout.is_empty());
+
+    // A constraint the enclave fails: exit 1; a state file with another constraint: exit 2.
+    let other = format!("C:{} SEC:INSECURE", "cd".repeat(32));
+    let fresh = dir.path().join("other.state");
+    let refused = conclave(&["send", &host.url, "--constraint", &other, "--state", fresh.to_str().unwrap(), "x"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    let mismatch = conclave(&["send", &host.url, "--constraint", &other, "--state", state, "x"]);
+    assert_eq!(mismatch.status.code(), Some(2), "{}", stderr(&mismatch));
+}
+
+#[test]
+fn poll_prints_and_acknowledges_queued_replies() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = HostProcess::start("stats", &dir.path().join("data"));
+    let constraint = constraint(&host.url);
+    let states: Vec<String> =
+        (0..3).map(|i| dir.path().join(format!("party{i}.state")).to_str().unwrap().to_owned()).collect();
+    for (state, values) in states.iter().zip(["[1, 2]", "[3, 4]", "[5, 15]"]) {
+        let body = format!(r#"{{"v": 1, "kind": "submit", "values": {values}}}"#);
+        let sent = conclave(&["send", &host.url, "--constraint", &constraint, "--state", state, &body]);
+        assert_eq!(sent.status.code(), Some(0), "{}", stderr(&sent));
+        assert!(stdout(&sent).contains("submitted"), "{}", stdout(&sent));
+    }
+    let compute = r#"{"v": 1, "kind": "compute"}"#;
+    let result = conclave(&["send", &host.url, "--constraint", &constraint, "--state", &states[2], compute]);
+    let result: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+    assert_eq!(result["kind"], "result");
+    assert_eq!(result["parties"], 3);
+
+    // The first party's copy of the result waits in the host's queue.
+    let polled = conclave(&["poll", &host.url, "--state", &states[0]]);
+    assert_eq!(polled.status.code(), Some(0), "{}", stderr(&polled));
+    let text = stdout(&polled);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let queued: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(queued, result);
+    // Acknowledged: polling again finds nothing.
+    let again = conclave(&["poll", &host.url, "--state", &states[0]]);
+    assert!(again.stdout.is_empty(), "{}", stdout(&again));
+    // The second party still has its copy.
+    assert_eq!(stdout(&conclave(&["poll", &host.url, "--state", &states[1]])).lines().count(), 1);
+
+    let missing = conclave(&["poll", &host.url, "--state", dir.path().join("none").to_str().unwrap()]);
+    assert_eq!(missing.status.code(), Some(2));
+}
+
+#[test]
+fn attestation_show() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = HostProcess::start("reverse", &dir.path().join("data"));
+    let bytes = attestation_bytes(&host.url);
+    let file = dir.path().join("info.bin");
+    std::fs::write(&file, &bytes).unwrap();
+
+    let shown = conclave(&["attestation", "show", file.to_str().unwrap()]);
+    assert_eq!(shown.status.code(), Some(0), "{}", stderr(&shown));
+    let json: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(json["code_hash"], code_hash(&host.url));
+    assert_eq!(json["mode"], "MOCK");
+    assert_eq!(json["security"]["summary"], "INSECURE");
+
+    // Evidence that does not commit to the keys: decodes, does not verify.
+    let info = EnclaveInstanceInfo::decode(&bytes).unwrap();
+    let other_key = PrivateKey::generate(&mut OsRng).public_key();
+    let forged = EnclaveInstanceInfo::new(*info.data_signing_key(), other_key, info.evidence().clone());
+    let forged_file = dir.path().join("forged.bin");
+    std::fs::write(&forged_file, forged.encode()).unwrap();
+    let refused = conclave(&["attestation", "show", forged_file.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(!stderr(&refused).is_empty());
+
+    let garbage = dir.path().join("garbage.bin");
+    std::fs::write(&garbage, b"not an attestation").unwrap();
+    assert_eq!(conclave(&["attestation", "show", garbage.to_str().unwrap()]).status.code(), Some(2));
+}
+
+/// Replies queued under `correlation_id`, as (id, bytes).
+fn poll_http(url: &str, correlation_id: &str) -> Vec<(u64, Vec<u8>)> {
+    let json = agent().get(format!("{url}/v1/mail/{correlation_id}")).call().unwrap().body_mut().read_to_vec().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    json["replies"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{json}"))
+        .iter()
+        .map(|r| (r["id"].as_u64().unwrap(), BASE64.decode(r["mail"].as_str().unwrap()).unwrap()))
+        .collect()
+}
+
+#[test]
+fn sigkill_loses_no_committed_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let host = HostProcess::start("reverse", &data);
+    let enclave_key = *EnclaveInstanceInfo::decode(&attestation_bytes(&host.url)).unwrap().encryption_key();
+    let mut post_office = PostOffice::new(PrivateKey::generate(&mut OsRng), enclave_key, "t").unwrap();
+
+    // Three mails; their replies stay queued because nobody acknowledges them...
+    let mut ids = Vec::new();
+    for body in ["one", "two", "three"] {
+        let mail = post_office.encrypt_mail(body.as_bytes(), &mut OsRng).unwrap();
+        let mut response =
+            agent().post(format!("{}/v1/mail", host.url)).header("Correlation-ID", "durable").send(&mail[..]).unwrap();
+        assert_eq!(response.status(), 200);
+        ids.push(response.headers()["reply-id"].to_str().unwrap().parse::<u64>().unwrap());
+        response.body_mut().read_to_vec().unwrap();
+    }
+    // ...except the first.
+    let acked = agent()
+        .post(format!("{}/v1/mail/durable/ack", host.url))
+        .send(serde_json::json!({ "ids": [ids[0]] }).to_string().as_bytes())
+        .unwrap()
+        .body_mut()
+        .read_to_vec()
+        .unwrap();
+    let acked: serde_json::Value = serde_json::from_slice(&acked).unwrap();
+    assert_eq!(acked["deleted"], 1);
+    let before = poll_http(&host.url, "durable");
+    assert_eq!(before.iter().map(|r| r.0).collect::<Vec<_>>(), ids[1..]);
+    let secret = std::fs::read(data.join("platform.secret")).unwrap();
+
+    host.sigkill();
+
+    let host = HostProcess::start("reverse", &data);
+    assert_eq!(std::fs::read(data.join("platform.secret")).unwrap(), secret, "the platform secret must persist");
+    let after = poll_http(&host.url, "durable");
+    assert_eq!(after, before, "unacknowledged replies must survive SIGKILL unchanged");
+    let bodies: Vec<Vec<u8>> = after
+        .iter()
+        .map(|(_, bytes)| {
+            let mail = post_office.decrypt_mail(bytes).unwrap();
+            assert_eq!(&mail.sender, &enclave_key);
+            StateFrame::unwrap(&mail.body).unwrap().1.to_vec()
+        })
+        .collect();
+    assert_eq!(bodies, [b"owt".to_vec(), b"eerht".to_vec()]);
+
+    // The restarted enclave serves new mail (with new keys).
+    let new_key = *EnclaveInstanceInfo::decode(&attestation_bytes(&host.url)).unwrap().encryption_key();
+    let mut fresh = PostOffice::new(PrivateKey::generate(&mut OsRng), new_key, "t").unwrap();
+    let mail = fresh.encrypt_mail(b"after", &mut OsRng).unwrap();
+    let status = agent()
+        .post(format!("{}/v1/mail", host.url))
+        .header("Correlation-ID", "durable")
+        .send(&mail[..])
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    assert_eq!(poll_http(&host.url, "durable").len(), 3);
+}
+
+#[test]
+fn sigkill_keeps_committed_enclave_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let host = HostProcess::start("stats", &data);
+    let constraint = constraint(&host.url);
+    let states: Vec<String> =
+        (0..3).map(|i| dir.path().join(format!("party{i}.state")).to_str().unwrap().to_owned()).collect();
+    let submit = |url: &str, state: &str, values: &str| {
+        let body = format!(r#"{{"v": 1, "kind": "submit", "values": {values}}}"#);
+        let sent = conclave(&["send", url, "--constraint", &constraint, "--state", state, &body]);
+        assert_eq!(sent.status.code(), Some(0), "{}", stderr(&sent));
+        assert!(stdout(&sent).contains("submitted"), "{}", stdout(&sent));
+    };
+    submit(&host.url, &states[0], "[10]");
+    submit(&host.url, &states[1], "[20]");
+    host.sigkill();
+
+    // The two committed submissions are still inside the restarted enclave:
+    // a third party completes the round.
+    let host = HostProcess::start("stats", &data);
+    submit(&host.url, &states[2], "[60]");
+    let compute = r#"{"v": 1, "kind": "compute"}"#;
+    let result = conclave(&["send", &host.url, "--constraint", &constraint, "--state", &states[2], compute]);
+    assert_eq!(result.status.code(), Some(0), "{}", stderr(&result));
+    let result: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+    assert_eq!(result["kind"], "result", "{result}");
+    assert_eq!((result["parties"].as_u64(), result["count"].as_u64()), (Some(3), Some(3)));
+    assert_eq!(
+        (result["min"].as_f64(), result["max"].as_f64(), result["mean"].as_f64()),
+        (Some(10.0), Some(60.0), Some(30.0))
+    );
+}
