@@ -273,3 +273,28 @@ fn the_round_survives_an_enclave_restart() {
     assert!(text.contains("\"parties\":3"), "{text}");
     assert!(text.contains("\"mean\":10"), "{text}");
 }
+
+#[test]
+fn replies_queued_before_a_restart_are_still_read_after_it() {
+    use conclave_client::EnclaveClient;
+    use conclave_examples::stats::{self, StatsEnclave};
+    use conclave_host::{EnclaveHost, LocalRelayHandle, mock_identity};
+
+    let relay = LocalRelayHandle::in_memory(EnclaveHost::load_mock_restartable::<StatsEnclave>()).unwrap();
+    let code = hex::encode(mock_identity::<StatsEnclave>().code_hash);
+    let constraint = conclave_core::EnclaveConstraint::parse(&format!("C:{code} SEC:INSECURE")).unwrap();
+    let mut parties: Vec<_> = (0..3).map(|_| EnclaveClient::new(relay.clone(), constraint.clone())).collect();
+    for (i, party) in parties.iter_mut().enumerate() {
+        party.start().unwrap();
+        party.send_mail("stats", &stats::submit(&[i as f64]).unwrap()).unwrap();
+    }
+    parties[0].send_mail("stats", &stats::compute()).unwrap().unwrap();
+    // Results for parties 1 and 2 wait in the queue; the enclave restarts with new keys.
+    relay.lock().restart_enclave().unwrap();
+    for party in &mut parties[1..] {
+        party.start().unwrap();
+        let replies = party.poll_mail().unwrap();
+        assert_eq!(replies.len(), 1);
+        assert!(String::from_utf8_lossy(&replies[0].body).contains("\"parties\":3"));
+    }
+}

@@ -101,7 +101,7 @@ pub struct EnclaveClient<R: MailRelay> {
     state: ClientState,
     verified: Option<VerifiedEnclaveInfo>,
     /// Reply sequence numbers already accepted, per topic, for the current enclave key.
-    seen_replies: HashMap<String, HashSet<u64>>,
+    seen_replies: HashMap<(PublicKey, String), HashSet<u64>>,
 }
 
 impl<R: MailRelay> core::fmt::Debug for EnclaveClient<R> {
@@ -109,6 +109,9 @@ impl<R: MailRelay> core::fmt::Debug for EnclaveClient<R> {
         f.debug_struct("EnclaveClient").field("state", &self.state).finish_non_exhaustive()
     }
 }
+
+/// How many earlier enclave keys a client still accepts replies from.
+const MAX_PREVIOUS_KEYS: usize = 16;
 
 /// Codes after which the enclave may have restarted with new keys.
 const RESTART_CODES: [&str; 3] = ["ENCLAVE_FAILED", "ENCLAVE_UNAVAILABLE", "MAIL_INVALID"];
@@ -188,9 +191,15 @@ impl<R: MailRelay> EnclaveClient<R> {
         let verified = self.constraint.check(&info, now_unix())?;
         let key = verified.encryption_key.to_hex();
         if self.state.enclave_key.as_deref() != Some(key.as_str()) {
-            self.state.enclave_key = Some(key);
+            // Replies the previous instance queued stay readable: its key
+            // passed the constraint when it was attested.
+            if let Some(old) = self.state.enclave_key.replace(key) {
+                self.state.previous_enclave_keys.retain(|k| k != &old);
+                self.state.previous_enclave_keys.push(old);
+                let excess = self.state.previous_enclave_keys.len().saturating_sub(MAX_PREVIOUS_KEYS);
+                self.state.previous_enclave_keys.drain(..excess);
+            }
             self.state.next_sequence_numbers.clear();
-            self.seen_replies.clear();
         }
         Ok(self.verified.insert(verified))
     }
@@ -265,17 +274,19 @@ impl<R: MailRelay> EnclaveClient<R> {
     fn open_reply(&mut self, bytes: &[u8]) -> Result<EnclaveReply, ClientError> {
         let enclave_key = self.enclave_key()?;
         let mail = decrypt_mail(&self.state.private_key()?, bytes)?;
-        if mail.sender != enclave_key {
+        let known = mail.sender == enclave_key || self.state.previous_enclave_keys.contains(&mail.sender.to_hex());
+        if !known {
             return Err(MailError::UnexpectedSender { expected: enclave_key, actual: mail.sender }.into());
         }
         let topic = mail.header.topic().to_owned();
         let sequence_number = mail.header.sequence_number();
-        if self.seen_replies.get(&topic).is_some_and(|seen| seen.contains(&sequence_number)) {
+        let stream = (mail.sender, topic.clone());
+        if self.seen_replies.get(&stream).is_some_and(|seen| seen.contains(&sequence_number)) {
             return Err(ClientError::ReplayedReply { topic, sequence_number });
         }
         let (frame, body) = StateFrame::unwrap(&mail.body).ok_or(ClientError::MissingStateFrame)?;
         self.check_state(&frame)?;
-        self.seen_replies.entry(topic.clone()).or_default().insert(sequence_number);
+        self.seen_replies.entry(stream).or_default().insert(sequence_number);
         Ok(EnclaveReply { topic, sequence_number, body: body.to_vec(), state: frame })
     }
 

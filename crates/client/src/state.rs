@@ -26,6 +26,10 @@ pub struct ClientState {
     pub enclave_key: Option<String>,
     /// Next sequence number per topic, for `enclave_key`.
     pub next_sequence_numbers: BTreeMap<String, u64>,
+    /// Keys of earlier instances of the enclave (hex), attested before it
+    /// restarted: replies they queued are still accepted.
+    #[serde(default)]
+    pub previous_enclave_keys: Vec<String>,
     /// The highest enclave state counter this client has been shown (rollback detection).
     #[serde(default)]
     pub last_state_counter: Option<u64>,
@@ -61,6 +65,7 @@ impl ClientState {
             correlation_id: hex::encode(id),
             enclave_key: None,
             next_sequence_numbers: BTreeMap::new(),
+            previous_enclave_keys: Vec::new(),
             last_state_counter: None,
             last_state_id: None,
         }
