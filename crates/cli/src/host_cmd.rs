@@ -12,6 +12,8 @@ use std::{
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
+
+use crate::samples;
 use conclave_host::{EnclaveHost, HostService, ServiceConfig, store::Store, web::WebConfig};
 use rand_core::{OsRng, RngCore};
 
@@ -68,22 +70,15 @@ pub struct HostArgs {
 
 /// Builds the enclave host the flags ask for. The one place a mode becomes a backend.
 fn load_enclave(args: &HostArgs) -> anyhow::Result<EnclaveHost> {
-    use conclave_examples::{auction::AuctionEnclave, psi::PsiEnclave, reverse::ReverseEnclave, stats::StatsEnclave};
     match (args.mode, args.example.as_deref(), &args.enclave) {
-        (Mode::Mock, Some(name), _) => Ok(match name {
-            "reverse" => EnclaveHost::load_mock_restartable::<ReverseEnclave>(),
-            "auction" => EnclaveHost::load_mock_restartable::<AuctionEnclave>(),
-            "stats" => EnclaveHost::load_mock_restartable::<StatsEnclave>(),
-            "psi" => EnclaveHost::load_mock_restartable::<PsiEnclave>(),
-            other => bail!("unknown example {other:?}: choose one of {}", EXAMPLES.join(", ")),
-        }),
+        (Mode::Mock, Some(name), _) => samples::mock_host(name),
         (Mode::Mock, None, _) => {
             bail!("--enclave needs --mode simulation: mock enclaves are compiled into this program, use --example")
         }
-        // LEAD: wire simulation here
-        (Mode::Simulation, _, _) => {
-            bail!("simulation mode is not available in this build yet: use --mode mock")
-        }
+        (Mode::Simulation, Some(name), _) => samples::simulation_host(name, &args.data_dir),
+        (Mode::Simulation, None, Some(binary)) => EnclaveHost::load(binary, &args.data_dir)
+            .with_context(|| format!("cannot load enclave binary {}", binary.display())),
+        (Mode::Simulation, None, None) => bail!("give --enclave <SIGNED_BIN> or --example <NAME>"),
     }
 }
 
@@ -149,9 +144,9 @@ async fn shutdown_signal() {
 
 /// Runs `conclave host`.
 pub fn run(args: &HostArgs) -> anyhow::Result<ExitCode> {
-    let host = load_enclave(args)?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
+    let host = load_enclave(args)?;
     let secret = platform_secret(&args.data_dir)?;
     let store_path = args.data_dir.join(STORE_FILE);
     let store = Store::open(&store_path).with_context(|| format!("cannot open store {}", store_path.display()))?;

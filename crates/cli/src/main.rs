@@ -16,6 +16,7 @@ mod client_cmd;
 mod demo;
 mod evidence;
 mod host_cmd;
+mod samples;
 mod signing;
 
 /// Conclave for Rust: confidential computing with enclaves, attestation and encrypted mail.
@@ -81,6 +82,13 @@ enum EvidenceCommand {
 }
 
 fn main() -> ExitCode {
+    // `conclave __enclave <NAME>`: this binary started by a simulation host as
+    // the enclave process of a built-in sample. Not a user command.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == samples::ENCLAVE_SUBCOMMAND) {
+        let name = args.get(2).and_then(|n| n.to_str()).unwrap_or_default();
+        return samples::run_enclave_process(name);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo => demo::run(),

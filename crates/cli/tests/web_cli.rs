@@ -36,8 +36,12 @@ struct HostProcess {
 
 impl HostProcess {
     fn start(example: &str, data_dir: &Path) -> Self {
+        Self::start_in("mock", example, data_dir)
+    }
+
+    fn start_in(mode: &str, example: &str, data_dir: &Path) -> Self {
         let mut child = Command::new(BIN)
-            .args(["host", "--mode", "mock", "--example", example, "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["host", "--mode", mode, "--example", example, "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -139,19 +143,63 @@ fn host_serves_until_sigterm_and_warns_it_is_insecure() {
 }
 
 #[test]
-fn host_refuses_what_this_build_cannot_run() {
+fn host_refuses_bad_flags() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
-    // Simulation is the default mode; it is not wired into this command yet.
-    let output = conclave(&["host", "--example", "reverse", "--listen", "127.0.0.1:0", "--data-dir", data]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("simulation"), "{}", stderr(&output));
     let output =
         conclave(&["host", "--mode", "mock", "--example", "nope", "--listen", "127.0.0.1:0", "--data-dir", data]);
     assert_eq!(output.status.code(), Some(2));
     let output = conclave(&["host", "--mode", "mock", "--listen", "127.0.0.1:0", "--data-dir", data]);
     assert_eq!(output.status.code(), Some(2), "needs --enclave or --example");
+    // An unsigned binary is refused, and the message says how to fix it.
+    let unsigned = dir.path().join("unsigned-enclave");
+    std::fs::copy(BIN, &unsigned).unwrap();
+    let output =
+        conclave(&["host", "--enclave", unsigned.to_str().unwrap(), "--listen", "127.0.0.1:0", "--data-dir", data]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("not signed"), "{}", stderr(&output));
+}
+
+#[test]
+fn simulation_is_the_default_and_runs_the_sample_as_a_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["host", "--example", "reverse", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("listening on ").unwrap().to_owned();
+    let json = agent()
+        .get(format!("{url}/v1/attestation"))
+        .header("Accept", "application/json")
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_vec()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(json["mode"], "SIMULATION");
+    assert_eq!(json["product_id"], 1);
+    let hash = json["code_hash"].as_str().unwrap().to_owned();
+    let state = dir.path().join("client.json");
+    let sent = conclave(&[
+        "send",
+        &url,
+        "--constraint",
+        &format!("C:{hash} SEC:INSECURE"),
+        "--state",
+        state.to_str().unwrap(),
+        "drawer",
+    ]);
+    assert_eq!(sent.status.code(), Some(0), "{}", stderr(&sent));
+    assert_eq!(stdout(&sent).trim_end(), "reward");
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 #[test]

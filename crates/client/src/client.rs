@@ -7,8 +7,8 @@ use std::{
 };
 
 use conclave_core::{
-    ConstraintError, EnclaveConstraint, EnclaveInstanceInfo, InfoError, MailError, MailRelay, PostOffice, PublicKey,
-    RelayError, StateFrame, VerifiedEnclaveInfo, decrypt_mail,
+    ConstraintError, EnclaveConstraint, EnclaveInstanceInfo, InfoError, MailError, MailRelay, PaddingPolicy,
+    PostOffice, PublicKey, RelayError, StateFrame, VerifiedEnclaveInfo, decrypt_mail,
 };
 use rand_core::OsRng;
 
@@ -102,6 +102,9 @@ pub struct EnclaveClient<R: MailRelay> {
     verified: Option<VerifiedEnclaveInfo>,
     /// Reply sequence numbers already accepted, per topic, for the current enclave key.
     seen_replies: HashMap<(PublicKey, String), HashSet<u64>>,
+    /// Padding of outgoing mail, per topic (policies keep history).
+    padding: HashMap<String, PaddingPolicy>,
+    default_padding: PaddingPolicy,
 }
 
 impl<R: MailRelay> core::fmt::Debug for EnclaveClient<R> {
@@ -124,14 +127,30 @@ impl<R: MailRelay> EnclaveClient<R> {
     /// A client with a fresh key that will accept enclaves satisfying `constraint`.
     pub fn new(relay: R, constraint: EnclaveConstraint) -> Self {
         let state = ClientState::generate(&constraint);
-        Self { relay, constraint, state, verified: None, seen_replies: HashMap::new() }
+        Self {
+            relay,
+            constraint,
+            state,
+            verified: None,
+            seen_replies: HashMap::new(),
+            padding: HashMap::new(),
+            default_padding: PaddingPolicy::default(),
+        }
     }
 
     /// A client continuing from saved state.
     pub fn restore(relay: R, state: ClientState) -> Result<Self, ClientError> {
         let state = ClientState::from_bytes(&state.to_bytes())?;
         let constraint = EnclaveConstraint::parse(&state.constraint)?;
-        Ok(Self { relay, constraint, state, verified: None, seen_replies: HashMap::new() })
+        Ok(Self {
+            relay,
+            constraint,
+            state,
+            verified: None,
+            seen_replies: HashMap::new(),
+            padding: HashMap::new(),
+            default_padding: PaddingPolicy::default(),
+        })
     }
 
     /// A client continuing from a state file written by [`Self::save_to_file`].
@@ -162,6 +181,13 @@ impl<R: MailRelay> EnclaveClient<R> {
         file.write_all(&self.state.to_bytes()).map_err(|e| io("write", e))?;
         file.sync_all().map_err(|e| io("sync", e))?;
         std::fs::rename(&tmp, path).map_err(|e| io("replace", e))
+    }
+
+    /// Sets how outgoing mail is padded (default: to the largest body sent
+    /// so far on its topic). A fixed minimum hides body lengths from the host.
+    pub fn set_padding(&mut self, policy: PaddingPolicy) {
+        self.padding.clear();
+        self.default_padding = policy;
     }
 
     /// The relay, for transport-level calls.
@@ -235,7 +261,10 @@ impl<R: MailRelay> EnclaveClient<R> {
         let enclave_key = self.enclave_key()?;
         let next = self.state.next_sequence_numbers.get(topic).copied().unwrap_or(0);
         let mut post_office = PostOffice::resume(self.state.private_key()?, enclave_key, topic, next)?;
+        let padding = self.padding.get(topic).unwrap_or(&self.default_padding).clone();
+        post_office.set_padding(padding);
         let mail = post_office.encrypt_mail(body, &mut OsRng)?;
+        self.padding.insert(topic.to_owned(), post_office.padding().clone());
         // The number is spent once the mail exists: if delivery fails after the
         // host got it, resending the same number would be a replay.
         self.state.next_sequence_numbers.insert(topic.to_owned(), post_office.next_sequence_number());

@@ -50,6 +50,11 @@ impl PostOffice {
         self.padding = policy;
     }
 
+    /// The padding policy, with the history it has recorded.
+    pub fn padding(&self) -> &PaddingPolicy {
+        &self.padding
+    }
+
     /// The topic of this conversation.
     pub fn topic(&self) -> &str {
         &self.topic

@@ -45,12 +45,12 @@ const STDERR_KEPT: usize = 40;
 #[non_exhaustive]
 pub enum SimulationError {
     /// The binary could not be read.
-    #[error("cannot read enclave binary {path}: {source}")]
+    #[error("cannot read enclave binary {path}: {error}")]
     ReadBinary {
         /// The binary.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// There is no signature file next to the binary.
     #[error("enclave binary {binary} is not signed: {signature} is missing (sign it with `conclave sign`)")]
@@ -75,22 +75,22 @@ pub enum SimulationError {
         path: PathBuf,
     },
     /// A file in the data directory could not be read or written.
-    #[error("cannot {action} {path}: {source}")]
+    #[error("cannot {action} {path}: {error}")]
     DataDir {
         /// What was being done.
         action: &'static str,
         /// The file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The enclave process could not be started.
-    #[error("cannot start enclave process {path}: {source}")]
+    #[error("cannot start enclave process {path}: {error}")]
     Spawn {
         /// The binary.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The enclave process died or closed its channel.
     #[error("enclave process died ({status}){}", tail_text(.stderr_tail))]
@@ -138,7 +138,7 @@ impl SignedEnclave {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(SimulationError::SignatureMissing { binary: binary.to_owned(), signature: sig_path });
             }
-            Err(source) => return Err(SimulationError::DataDir { action: "read", path: sig_path, source }),
+            Err(error) => return Err(SimulationError::DataDir { action: "read", path: sig_path, error }),
         };
         let signature = EnclaveSignature::decode(&signature)
             .map_err(|cause| SimulationError::SignatureInvalid { signature: sig_path.clone(), cause })?;
@@ -177,7 +177,7 @@ impl SignedEnclave {
 /// SHA-256 of a file: an enclave binary's code hash.
 pub fn measure(binary: &Path) -> Result<[u8; 32], SimulationError> {
     let bytes =
-        std::fs::read(binary).map_err(|source| SimulationError::ReadBinary { path: binary.to_owned(), source })?;
+        std::fs::read(binary).map_err(|error| SimulationError::ReadBinary { path: binary.to_owned(), error })?;
     Ok(code_hash(&bytes))
 }
 
@@ -186,14 +186,14 @@ pub fn load_or_create_secret(path: &Path, make: impl FnOnce() -> Vec<u8>) -> Res
     match std::fs::read(path) {
         Ok(bytes) => return Ok(bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => return Err(SimulationError::DataDir { action: "read", path: path.to_owned(), source }),
+        Err(error) => return Err(SimulationError::DataDir { action: "read", path: path.to_owned(), error }),
     }
     let bytes = make();
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let io = |source| SimulationError::DataDir { action: "create", path: path.to_owned(), source };
+    let io = |error| SimulationError::DataDir { action: "create", path: path.to_owned(), error };
     let mut file = options.open(path).map_err(io)?;
     file.write_all(&bytes).and_then(|()| file.sync_all()).map_err(io)?;
     Ok(bytes)
@@ -284,7 +284,7 @@ impl SimulationBackend {
             .stderr(Stdio::piped())
             .env_clear()
             .spawn()
-            .map_err(|source| SimulationError::Spawn { path: self.enclave.binary.clone(), source })?;
+            .map_err(|error| SimulationError::Spawn { path: self.enclave.binary.clone(), error })?;
         let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
             let _ = child.kill();

@@ -94,12 +94,15 @@ impl Drop for RunningGuard {
 /// Starts the worker thread around `service` with room for `capacity`
 /// waiting jobs. The thread ends when every handle is dropped.
 pub(crate) fn spawn(
-    service: HostService,
+    mut service: HostService,
     capacity: usize,
     metrics: Arc<Metrics>,
 ) -> Result<(WorkerHandle, std::thread::JoinHandle<()>), HostError> {
     let (sender, receiver) = mpsc::sync_channel(capacity);
     let status = Arc::new(WorkerStatus::default());
+    // Publish before serving, so the first health check sees the real state.
+    let mut restarts_seen = service.restarts();
+    publish(&mut service, &status, &metrics, &mut restarts_seen);
     let worker_status = status.clone();
     let thread = std::thread::Builder::new()
         .name("conclave-enclave-worker".into())
