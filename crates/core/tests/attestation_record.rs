@@ -237,3 +237,33 @@ fn a_tampered_binding_fails_the_constraint_check() {
     let c = EnclaveConstraint::parse(&format!("{} SEC:INSECURE", c())).unwrap();
     assert!(matches!(c.check(&swapped, NOW), Err(ConstraintError::Attestation(InfoError::KeyBindingMismatch { .. }))));
 }
+
+/// Real SGX evidence inside an EnclaveInstanceInfo: it travels in the
+/// encoding, is verified at the caller's time, and the key binding is still
+/// checked (the sample's report data belongs to someone else's keys, so an
+/// info built around our keys must be refused).
+#[test]
+fn hardware_evidence_is_verified_and_bound_to_the_keys() {
+    use conclave_attestation::HardwareEvidence;
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../attestation/tests/data");
+    let evidence = Evidence::Hardware(HardwareEvidence::SgxDcap {
+        quote: std::fs::read(data.join("sgx_quote")).unwrap(),
+        collateral: std::fs::read(data.join("sgx_quote_collateral.json")).unwrap(),
+    });
+    let signing = SigningKey::generate(&mut OsRng).verifying_key().to_bytes();
+    let info = EnclaveInstanceInfo::new(signing, PrivateKey::generate(&mut OsRng).public_key(), evidence);
+    let decoded = EnclaveInstanceInfo::decode(&info.encode()).unwrap();
+    assert_eq!(decoded, info);
+
+    // At a time inside the collateral's window the quote verifies, but it
+    // does not commit to these keys.
+    const JULY_2025: u64 = 1_751_328_000;
+    assert!(matches!(decoded.verify(JULY_2025), Err(InfoError::KeyBindingMismatch { .. })));
+    // Years later the collateral has expired: a verification error naming the kind.
+    let err = decoded.verify(2_000_000_000).unwrap_err();
+    assert!(matches!(&err, InfoError::Hardware { kind, .. } if kind == "sgx-dcap"), "{err}");
+    // A constraint check surfaces the same refusal.
+    let c =
+        EnclaveConstraint::parse("S:815f42f11cf64430c30bab7816ba596a1da0130c3b028b673133a66cf9a3e0e6 PROD:0").unwrap();
+    assert!(matches!(c.check(&decoded, JULY_2025), Err(ConstraintError::Attestation(_))));
+}
