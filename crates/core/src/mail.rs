@@ -364,7 +364,10 @@ pub fn encrypt_mail<R: RngCore + CryptoRng>(
             &body[offset..offset + take]
         } else {
             chunk.clear();
-            chunk.extend_from_slice(&body[offset..offset + from_body]);
+            // Past the body's end only padding is left (and `offset` may exceed its length).
+            if from_body > 0 {
+                chunk.extend_from_slice(&body[offset..offset + from_body]);
+            }
             chunk.resize(take, 0);
             &chunk
         };

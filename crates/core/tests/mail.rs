@@ -237,3 +237,17 @@ fn wrong_version_is_named() {
     mail[2] = 9;
     assert_eq!(decrypt_mail(&enclave, &mail), Err(MailError::UnsupportedVersion { found: 9, supported: 1 }));
 }
+
+#[test]
+fn padding_longer_than_a_packet_round_trips() {
+    // A short body padded across several packets: whole packets of padding
+    // come after the body's end.
+    let (alice, enclave) = keys();
+    for (body_len, min_size) in [(10usize, 200_000usize), (0, 65_520), (65_519, 131_038), (70_000, 140_000)] {
+        let header = MailHeader::new("t", 0).unwrap();
+        let body = vec![0x5Au8; body_len];
+        let mail = encrypt_mail(&alice, &enclave.public_key(), &header, &body, min_size, &mut OsRng).unwrap();
+        assert_eq!(mail.len(), encrypted_len(&header, min_size.max(body_len)));
+        assert_eq!(decrypt_mail(&enclave, &mail).unwrap().body, body, "body {body_len}, padded to {min_size}");
+    }
+}
