@@ -49,7 +49,7 @@ use std::collections::HashMap;
 
 use conclave_core::PublicKey;
 use conclave_enclave::{Enclave, EnclaveContext, EnclaveError, EnclaveMail};
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize};
 
 /// The protocol version this module speaks: the `"v"` of every message.
 pub const VERSION: u64 = 1;
@@ -102,67 +102,30 @@ pub enum Response {
     },
 }
 
-/// A body that is not a valid message of this protocol.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BadMessage(pub String);
-
-impl core::fmt::Display for BadMessage {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for BadMessage {}
-
-/// A message with its version tag, as it travels.
-#[derive(Serialize)]
-struct Versioned<'a, T> {
-    v: u64,
-    #[serde(flatten)]
-    message: &'a T,
-}
-
-fn encode<T: Serialize>(message: &T) -> Vec<u8> {
-    // Only strings, integers and booleans: serialisation cannot fail.
-    serde_json::to_vec(&Versioned { v: VERSION, message }).expect("auction messages always serialise")
-}
-
-fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, BadMessage> {
-    let mut value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| BadMessage(format!("body is not JSON: {e}")))?;
-    let object = value.as_object_mut().ok_or_else(|| BadMessage("message must be a JSON object".into()))?;
-    match object.remove("v").map(|v| v.as_u64()) {
-        Some(Some(VERSION)) => {}
-        Some(Some(v)) => {
-            return Err(BadMessage(format!("unsupported version {v}: this enclave speaks version {VERSION}")));
-        }
-        Some(None) => return Err(BadMessage("\"v\" must be a whole number".into())),
-        None => return Err(BadMessage(format!("message has no version: add \"v\": {VERSION}"))),
-    }
-    serde_json::from_value(value).map_err(|e| BadMessage(format!("malformed message: {e}")))
-}
+pub use crate::message::BadMessage;
+use crate::message::{decode, encode};
 
 impl Request {
     /// The mail body for this request.
     pub fn to_body(&self) -> Vec<u8> {
-        encode(self)
+        encode(VERSION, self)
     }
 
     /// Parses a mail body (what the enclave does with each mail).
     pub fn parse(body: &[u8]) -> Result<Self, BadMessage> {
-        decode(body)
+        decode(VERSION, body)
     }
 }
 
 impl Response {
     /// The mail body for this response.
     pub fn to_body(&self) -> Vec<u8> {
-        encode(self)
+        encode(VERSION, self)
     }
 
     /// Parses a reply body from the enclave.
     pub fn parse(body: &[u8]) -> Result<Self, BadMessage> {
-        decode(body)
+        decode(VERSION, body)
     }
 }
 

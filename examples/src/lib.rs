@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod auction;
+mod message;
 pub mod psi;
 pub mod reverse;
 pub mod stats;

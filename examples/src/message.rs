@@ -1,0 +1,48 @@
+//! The message framing the samples share: a JSON object with a `"v"`
+//! version tag beside the message's own fields.
+
+use serde::{Serialize, de::DeserializeOwned};
+
+/// A body that is not a valid message of a sample's protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadMessage(pub String);
+
+impl core::fmt::Display for BadMessage {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadMessage {}
+
+/// A message with its version tag, as it travels.
+#[derive(Serialize)]
+struct Versioned<'a, T> {
+    v: u64,
+    #[serde(flatten)]
+    message: &'a T,
+}
+
+/// Encodes `message` as JSON tagged with `version`.
+pub(crate) fn encode<T: Serialize>(version: u64, message: &T) -> Vec<u8> {
+    // The samples' messages hold strings, numbers and booleans only (stats
+    // refuses non-finite numbers before they get here): serialisation
+    // cannot fail, and an empty body would be refused by the peer anyway.
+    serde_json::to_vec(&Versioned { v: version, message }).unwrap_or_default()
+}
+
+/// Decodes a JSON message, refusing a missing or different version tag.
+pub(crate) fn decode<T: DeserializeOwned>(version: u64, body: &[u8]) -> Result<T, BadMessage> {
+    let mut value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| BadMessage(format!("body is not JSON: {e}")))?;
+    let object = value.as_object_mut().ok_or_else(|| BadMessage("message must be a JSON object".into()))?;
+    match object.remove("v").map(|v| v.as_u64()) {
+        Some(Some(v)) if v == version => {}
+        Some(Some(v)) => {
+            return Err(BadMessage(format!("unsupported version {v}: this enclave speaks version {version}")));
+        }
+        Some(None) => return Err(BadMessage("\"v\" must be a whole number".into())),
+        None => return Err(BadMessage(format!("message has no version: add \"v\": {version}"))),
+    }
+    serde_json::from_value(value).map_err(|e| BadMessage(format!("malformed message: {e}")))
+}
