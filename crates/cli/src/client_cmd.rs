@@ -140,7 +140,7 @@ pub fn attest(args: &AttestArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => {
             println!("constraint:            NOT satisfied");
-            eprintln!("constraint not satisfied: {e}");
+            eprintln!("{e}");
             Ok(ExitCode::from(1))
         }
     }
@@ -197,7 +197,13 @@ pub fn send(args: &SendArgs) -> anyhow::Result<ExitCode> {
     match sent.map_err(|e| anyhow!("cannot send: {e}"))? {
         Some(reply) => {
             let mut stdout = std::io::stdout().lock();
-            stdout.write_all(&reply.body).and_then(|()| stdout.flush()).context("cannot write the reply")?;
+            // Raw bytes for pipes; a final newline only for a person at a terminal.
+            let newline: &[u8] = if std::io::IsTerminal::is_terminal(&stdout) { b"\n" } else { b"" };
+            stdout
+                .write_all(&reply.body)
+                .and_then(|()| stdout.write_all(newline))
+                .and_then(|()| stdout.flush())
+                .context("cannot write the reply")?;
         }
         None => eprintln!("sent; the enclave did not reply at once (use `conclave poll`)"),
     }
