@@ -159,9 +159,9 @@ impl HostService {
     /// client finds it running, with new keys. Returns the original error.
     fn recover(&mut self, error: HostError) -> HostError {
         if matches!(error, HostError::Simulation(crate::simulation::SimulationError::Crashed { .. })) {
-            eprintln!("conclave host: {error}; restarting the enclave from the last committed state");
+            tracing::warn!("{error}; restarting the enclave from the last committed state");
             if let Err(restart) = self.restart_enclave() {
-                eprintln!("conclave host: restarting the enclave failed: {restart}");
+                tracing::error!("restarting the enclave failed: {restart}");
             }
         }
         error

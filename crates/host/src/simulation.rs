@@ -315,7 +315,7 @@ impl SimulationBackend {
                     })
                     .into());
                 }
-                eprintln!("conclave host: enclave process started; {sandbox}");
+                tracing::info!(binary = %self.enclave.binary.display(), "enclave process started; {sandbox}");
                 self.sandbox = Some(sandbox);
             }
             other => return Err(SimulationError::Protocol(format!("expected Hello, got {other:?}")).into()),
@@ -493,7 +493,7 @@ fn describe(status: ExitStatus) -> String {
 fn forward_stderr(stderr: impl Read, tail: &Mutex<VecDeque<String>>) {
     for line in BufReader::new(stderr).lines() {
         let Ok(line) = line else { break };
-        eprintln!("[enclave] {line}");
+        tracing::info!(target: "enclave", "{line}");
         if let Ok(mut t) = tail.lock() {
             if t.len() == STDERR_KEPT {
                 t.pop_front();

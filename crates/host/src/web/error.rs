@@ -116,11 +116,11 @@ impl IntoResponse for ApiError {
         // server failures name files and internals: log them, send a summary.
         let message = match code.as_str() {
             "ENCLAVE_REFUSED" => {
-                eprintln!("conclave-host: {code}: {}", self.0);
+                tracing::warn!(code = %code, "{}", self.0);
                 "the enclave refused the mail".to_owned()
             }
             _ if status == StatusCode::INTERNAL_SERVER_ERROR => {
-                eprintln!("conclave-host: {code}: {}", self.0);
+                tracing::warn!(code = %code, "{}", self.0);
                 "the host failed to handle the request; the operator's log has the detail".to_owned()
             }
             _ => self.0.to_string(),

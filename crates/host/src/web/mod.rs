@@ -115,7 +115,7 @@ pub async fn run(
     let joined = tokio::task::spawn_blocking(move || thread.join()).await;
     served?;
     if !matches!(joined, Ok(Ok(()))) {
-        eprintln!("conclave-host: the enclave worker ended by a panic");
+        tracing::error!("the enclave worker ended by a panic");
     }
     Ok(())
 }

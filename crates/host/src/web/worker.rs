@@ -164,7 +164,7 @@ fn publish(service: &mut HostService, status: &WorkerStatus, metrics: &Metrics, 
             status.stored_replies.store(depth, Ordering::SeqCst);
             metrics.stored_replies.set(i64::try_from(depth).unwrap_or(i64::MAX));
         }
-        Err(e) => eprintln!("conclave-host: cannot count queued replies: {e}"),
+        Err(e) => tracing::warn!("cannot count queued replies: {e}"),
     }
     let restarts = service.restarts();
     metrics.enclave_restarts.inc_by(restarts.saturating_sub(*restarts_seen));
