@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod client_cmd;
 mod demo;
 mod evidence;
@@ -58,6 +59,8 @@ enum Command {
     /// Inspect an encoded EnclaveInstanceInfo.
     #[command(subcommand)]
     Attestation(AttestationCommand),
+    /// Measure start-up, in-process mail cryptography and load through the web host (a report, not a test).
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,6 +105,7 @@ fn main() -> ExitCode {
         Command::Send(args) => client_cmd::send(&args),
         Command::Poll(args) => client_cmd::poll(&args),
         Command::Attestation(AttestationCommand::Show(args)) => client_cmd::show(&args),
+        Command::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(code) => code,
