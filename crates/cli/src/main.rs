@@ -93,6 +93,7 @@ fn main() -> ExitCode {
         return samples::run_enclave_process(name);
     }
     let cli = Cli::parse();
+    init_logging(matches!(cli.command, Command::Host(_)));
     let result = match cli.command {
         Command::Demo => demo::run(),
         Command::Constraint(ConstraintCommand::Parse { text }) => constraint_parse(&text),
@@ -114,6 +115,16 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Sends the libraries' log events to stderr. The host logs what it does
+/// (`info`); other commands only warnings, so their own output stays
+/// readable. `CONCLAVE_LOG` (e.g. `debug`, `conclave_host=trace`) overrides.
+fn init_logging(verbose: bool) {
+    let default = if verbose { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CONCLAVE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).with_target(true).init();
 }
 
 fn constraint_parse(text: &str) -> anyhow::Result<ExitCode> {
