@@ -138,7 +138,16 @@ fn parse_period(token: &str, value: &str) -> Result<u64, ConstraintError> {
     if !value.starts_with('P') {
         return Err(bad());
     }
-    let duration: iso8601::Duration = value.parse().map_err(|_| bad())?;
+    // The whole value must be the duration: iso8601's `FromStr` ignores
+    // trailing text, so `P1W2D` would quietly mean one week.
+    // A `T` must be followed by a time component ("P1DT" is not a duration).
+    if value.ends_with('T') {
+        return Err(bad());
+    }
+    let duration = match iso8601::parsers::parse_duration(value.as_bytes()) {
+        Ok((&[], duration)) => duration,
+        _ => return Err(bad()),
+    };
     let seconds = match duration {
         iso8601::Duration::Weeks(w) => u64::from(w) * 7 * 86_400,
         iso8601::Duration::YMDHMS { year, month, day, hour, minute, second, millisecond: _ } => {
