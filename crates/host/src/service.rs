@@ -36,8 +36,6 @@ pub struct Traffic {
 pub struct ServiceConfig {
     /// The root of the enclave's sealing keys (simulation: a file in the data directory).
     pub platform_secret: [u8; 32],
-    /// Which identity the enclave seals new data to.
-    pub sealing_policy: conclave_core::SealingPolicy,
     /// Size limit of the enclave's persistent map.
     pub persistent_map_limit: usize,
 }
@@ -46,21 +44,16 @@ impl core::fmt::Debug for ServiceConfig {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("ServiceConfig")
             .field("platform_secret", &"<redacted>")
-            .field("sealing_policy", &self.sealing_policy)
             .field("persistent_map_limit", &self.persistent_map_limit)
             .finish()
     }
 }
 
 impl ServiceConfig {
-    /// Defaults (code-hash sealing, 16 MiB map) around a platform secret.
+    /// Defaults (16 MiB map) around a platform secret.
     pub fn new(platform_secret: [u8; 32]) -> Self {
         let defaults = StartInput::fresh(platform_secret);
-        Self {
-            platform_secret,
-            sealing_policy: defaults.sealing_policy,
-            persistent_map_limit: defaults.persistent_map_limit,
-        }
+        Self { platform_secret, persistent_map_limit: defaults.persistent_map_limit }
     }
 }
 
@@ -91,7 +84,6 @@ impl HostService {
             platform_secret: self.config.platform_secret,
             sealed_state: self.store.sealed_state()?,
             self_mail: self.store.self_mail()?,
-            sealing_policy: self.config.sealing_policy,
             persistent_map_limit: self.config.persistent_map_limit,
         };
         let commands = self.host.start_with(None, input)?;
@@ -188,7 +180,19 @@ impl HostService {
             }
         }
         let first = direct.and_then(|d| batch.replies.iter().position(|(hint, _)| hint == d));
-        let ids = self.store.commit(&batch)?;
+        let ids = match self.store.commit(&batch) {
+            Ok(ids) => ids,
+            Err(error) => {
+                // The enclave has moved on in memory but nothing of the call
+                // was stored: start it again from the last committed batch so
+                // the two cannot drift apart.
+                tracing::error!("{error}; restarting the enclave from the last committed state");
+                if let Err(restart) = self.restart_enclave() {
+                    tracing::error!("restarting the enclave failed: {restart}");
+                }
+                return Err(error.into());
+            }
+        };
         Ok(first.map(|i| QueuedMail { id: ids[i], bytes: batch.replies.swap_remove(i).1 }))
     }
 

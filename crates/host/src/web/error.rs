@@ -119,6 +119,17 @@ impl IntoResponse for ApiError {
                 tracing::warn!(code = %code, "{}", self.0);
                 "the enclave refused the mail".to_owned()
             }
+            // The enclave's expected number tells an observer how much a
+            // sender has sent: keep it in the log.
+            "SEQUENCE_REPLAYED" | "SEQUENCE_REORDERED" | "SEQUENCE_GAP" => {
+                tracing::info!(code = %code, "{}", self.0);
+                match code.as_str() {
+                    "SEQUENCE_REPLAYED" => "the mail's sequence number was already used: a replay",
+                    "SEQUENCE_REORDERED" => "the mail arrived after a later one from the same sender and topic",
+                    _ => "mail before this one from the same sender and topic is missing",
+                }
+                .to_owned()
+            }
             _ if status == StatusCode::INTERNAL_SERVER_ERROR => {
                 tracing::warn!(code = %code, "{}", self.0);
                 "the host failed to handle the request; the operator's log has the detail".to_owned()
