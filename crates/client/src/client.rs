@@ -1,7 +1,7 @@
 //! EnclaveClient.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     path::Path,
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -12,7 +12,7 @@ use conclave_core::{
 };
 use rand_core::OsRng;
 
-use crate::state::ClientState;
+use crate::state::{ClientState, EnclaveRun};
 
 /// Why a client operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +41,8 @@ pub enum ClientError {
     /// A reply came from an older enclave state than one this client was
     /// already shown: the host rolled the enclave's sealed state back.
     #[error(
-        "rollback detected: the enclave answered from state {received} but this client was already shown state \
-         {last_seen}; the host restored an older sealed state"
+        "rollback detected: a run of the enclave started from state {received} although this client was already \
+         shown state {last_seen}; the host restored an older sealed state"
     )]
     Rollback {
         /// The highest state counter seen before.
@@ -50,6 +50,9 @@ pub enum ClientError {
         /// The counter in this reply.
         received: u64,
     },
+    /// One run of the enclave reported two different starting states: an enclave bug.
+    #[error("the enclave's replies disagree about the state it started from (this is a bug in the enclave runtime)")]
+    InconsistentState,
     /// A reply did not start with a state frame.
     #[error("reply from the enclave has no state frame: the enclave does not speak this protocol version")]
     MissingStateFrame,
@@ -100,8 +103,6 @@ pub struct EnclaveClient<R: MailRelay> {
     constraint: EnclaveConstraint,
     state: ClientState,
     verified: Option<VerifiedEnclaveInfo>,
-    /// Reply sequence numbers already accepted, per topic, for the current enclave key.
-    seen_replies: HashMap<(PublicKey, String), HashSet<u64>>,
     /// Padding of outgoing mail, per topic (policies keep history).
     padding: HashMap<String, PaddingPolicy>,
     default_padding: PaddingPolicy,
@@ -113,11 +114,19 @@ impl<R: MailRelay> core::fmt::Debug for EnclaveClient<R> {
     }
 }
 
-/// How many earlier enclave keys a client still accepts replies from.
-const MAX_PREVIOUS_KEYS: usize = 16;
+/// How many runs of the enclave a client remembers (and accepts replies from).
+const MAX_RUNS: usize = 16;
 
 /// Codes after which the enclave may have restarted with new keys.
 const RESTART_CODES: [&str; 3] = ["ENCLAVE_FAILED", "ENCLAVE_UNAVAILABLE", "MAIL_INVALID"];
+
+/// Codes that mean the mail never reached the enclave, so its sequence
+/// number was not used and the next mail may carry it.
+const NOT_DELIVERED_CODES: [&str; 5] =
+    ["BUSY", "PAYLOAD_TOO_LARGE", "BAD_REQUEST", "MISSING_CORRELATION_ID", "INVALID_CORRELATION_ID"];
+
+/// The code of a transport failure: the mail may or may not have arrived.
+const UNREACHABLE: &str = "UNREACHABLE";
 
 fn now_unix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
@@ -132,7 +141,6 @@ impl<R: MailRelay> EnclaveClient<R> {
             constraint,
             state,
             verified: None,
-            seen_replies: HashMap::new(),
             padding: HashMap::new(),
             default_padding: PaddingPolicy::default(),
         }
@@ -147,7 +155,6 @@ impl<R: MailRelay> EnclaveClient<R> {
             constraint,
             state,
             verified: None,
-            seen_replies: HashMap::new(),
             padding: HashMap::new(),
             default_padding: PaddingPolicy::default(),
         })
@@ -210,22 +217,27 @@ impl<R: MailRelay> EnclaveClient<R> {
         Ok(self.state.private_key()?.public_key())
     }
 
-    /// Fetches the attestation and checks it against the constraint. If the
-    /// enclave's key changed (it restarted), sequence numbers start over.
+    /// Fetches the attestation and checks it against the constraint.
+    ///
+    /// If the enclave's key changed, it restarted. An enclave that keeps
+    /// sealed state remembers the sequence numbers it sealed, so the client
+    /// keeps numbering where it left off; one that has never sealed anything
+    /// starts its streams at 0 again, and so does the client.
     pub fn start(&mut self) -> Result<&VerifiedEnclaveInfo, ClientError> {
         let info = EnclaveInstanceInfo::decode(&self.relay.attestation()?)?;
         let verified = self.constraint.check(&info, now_unix())?;
         let key = verified.encryption_key.to_hex();
         if self.state.enclave_key.as_deref() != Some(key.as_str()) {
-            // Replies the previous instance queued stay readable: its key
-            // passed the constraint when it was attested.
-            if let Some(old) = self.state.enclave_key.replace(key) {
-                self.state.previous_enclave_keys.retain(|k| k != &old);
-                self.state.previous_enclave_keys.push(old);
-                let excess = self.state.previous_enclave_keys.len().saturating_sub(MAX_PREVIOUS_KEYS);
-                self.state.previous_enclave_keys.drain(..excess);
+            let stateful = self.state.enclave_runs.iter().any(|r| r.highest.unwrap_or(0) > 0);
+            if !stateful {
+                self.state.next_sequence_numbers.clear();
             }
-            self.state.next_sequence_numbers.clear();
+            self.state.enclave_key = Some(key.clone());
+            if !self.state.enclave_runs.iter().any(|r| r.key == key) {
+                self.state.enclave_runs.push(EnclaveRun { key, start: None, highest: None });
+                let excess = self.state.enclave_runs.len().saturating_sub(MAX_RUNS);
+                self.state.enclave_runs.drain(..excess);
+            }
         }
         Ok(self.verified.insert(verified))
     }
@@ -241,35 +253,78 @@ impl<R: MailRelay> EnclaveClient<R> {
     /// the enclave's first reply to it, if the enclave replied at once.
     ///
     /// If the host says the enclave failed or could not read the mail, the
-    /// client attests again; if the enclave has restarted (new keys), it
-    /// checks the constraint again and sends the mail once more.
+    /// client attests again; if the enclave has restarted (new keys), it sends
+    /// the mail once more under the same sequence number. Should the first
+    /// attempt in fact have been processed and sealed, the enclave refuses the
+    /// second as a replay and this returns `Ok(None)`: its reply is in the
+    /// host's queue (see [`Self::poll_mail`]). A mail is never processed twice.
     pub fn send_mail(&mut self, topic: &str, body: &[u8]) -> Result<Option<EnclaveReply>, ClientError> {
-        match self.send_once(topic, body) {
+        let number = self.state.next_sequence_numbers.get(topic).copied().unwrap_or(0);
+        match self.send_numbered(topic, body, number) {
             Err(ClientError::Relay(error)) if RESTART_CODES.contains(&error.code.as_str()) => {
                 let before = self.enclave_key()?;
+                let numbers_before = self.state.next_sequence_numbers.clone();
                 self.start()?;
                 if self.enclave_key()? == before {
                     return Err(ClientError::Relay(error));
                 }
-                self.send_once(topic, body)
+                // A stateless enclave restarted from scratch: numbering started over.
+                let number = if self.state.next_sequence_numbers == numbers_before { number } else { 0 };
+                match self.send_numbered(topic, body, number) {
+                    Err(ClientError::Relay(e)) if e.code == "SEQUENCE_REPLAYED" => Ok(None),
+                    other => other,
+                }
             }
             other => other,
         }
     }
 
-    fn send_once(&mut self, topic: &str, body: &[u8]) -> Result<Option<EnclaveReply>, ClientError> {
+    /// Delivers again, byte for byte, a mail whose fate is unknown (the
+    /// connection failed mid-delivery). The enclave either processes it now
+    /// or refuses it as a replay because it already did; either way its reply
+    /// is in the host's queue for [`Self::poll_mail`].
+    fn settle_unsent(&mut self, topic: &str) -> Result<(), ClientError> {
+        let Some(mail) = self.state.unsent.get(topic).and_then(|m| hex::decode(m).ok()) else {
+            self.state.unsent.remove(topic);
+            return Ok(());
+        };
+        let id = self.state.correlation_id.clone();
+        match self.relay.deliver(&id, &mail) {
+            Ok(_) => {}
+            Err(e) if e.code == "SEQUENCE_REPLAYED" || e.code == "MAIL_INVALID" => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.state.unsent.remove(topic);
+        Ok(())
+    }
+
+    fn send_numbered(&mut self, topic: &str, body: &[u8], number: u64) -> Result<Option<EnclaveReply>, ClientError> {
+        self.settle_unsent(topic)?;
         let enclave_key = self.enclave_key()?;
-        let next = self.state.next_sequence_numbers.get(topic).copied().unwrap_or(0);
-        let mut post_office = PostOffice::resume(self.state.private_key()?, enclave_key, topic, next)?;
+        let mut post_office = PostOffice::resume(self.state.private_key()?, enclave_key, topic, number)?;
         let padding = self.padding.get(topic).unwrap_or(&self.default_padding).clone();
         post_office.set_padding(padding);
         let mail = post_office.encrypt_mail(body, &mut OsRng)?;
         self.padding.insert(topic.to_owned(), post_office.padding().clone());
-        // The number is spent once the mail exists: if delivery fails after the
-        // host got it, resending the same number would be a replay.
-        self.state.next_sequence_numbers.insert(topic.to_owned(), post_office.next_sequence_number());
+        // The number is spent once the mail may have reached the enclave.
+        let next = self.state.next_sequence_numbers.get(topic).copied().unwrap_or(0).max(number + 1);
+        self.state.next_sequence_numbers.insert(topic.to_owned(), next);
         let id = self.state.correlation_id.clone();
-        let Some(queued) = self.relay.deliver(&id, &mail)? else { return Ok(None) };
+        let delivered = match self.relay.deliver(&id, &mail) {
+            Ok(delivered) => delivered,
+            Err(error) => {
+                // It provably never got there: the next mail may use the number.
+                if NOT_DELIVERED_CODES.contains(&error.code.as_str()) && next == number + 1 {
+                    self.state.next_sequence_numbers.insert(topic.to_owned(), number);
+                }
+                // It may or may not have: keep it, and deliver it again before the next mail.
+                if error.code == UNREACHABLE {
+                    self.state.unsent.insert(topic.to_owned(), hex::encode(&mail));
+                }
+                return Err(error.into());
+            }
+        };
+        let Some(queued) = delivered else { return Ok(None) };
         let reply = self.open_reply(&queued.bytes);
         // The reply also waits in the host's queue; it is handled now, so let the host drop it.
         if reply.is_ok() || matches!(reply, Err(ClientError::ReplayedReply { .. })) {
@@ -285,52 +340,81 @@ impl<R: MailRelay> EnclaveClient<R> {
         let queued = self.relay.poll(&id)?;
         let mut replies = Vec::with_capacity(queued.len());
         let mut ids = Vec::with_capacity(queued.len());
+        let mut failure = None;
         for mail in queued {
             match self.open_reply(&mail.bytes) {
                 Ok(reply) => replies.push(reply),
                 // A replayed reply is dropped from the queue but not shown.
                 Err(ClientError::ReplayedReply { .. }) => {}
-                Err(e) => return Err(e),
+                // Stop at the first bad reply; it stays queued for inspection.
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
             }
             ids.push(mail.id);
         }
         if !ids.is_empty() {
             self.relay.acknowledge(&id, &ids)?;
         }
-        Ok(replies)
+        match failure {
+            // The good replies before it are acknowledged: hand them over first.
+            Some(e) if replies.is_empty() => Err(e),
+            _ => Ok(replies),
+        }
     }
 
     fn open_reply(&mut self, bytes: &[u8]) -> Result<EnclaveReply, ClientError> {
         let enclave_key = self.enclave_key()?;
         let mail = decrypt_mail(&self.state.private_key()?, bytes)?;
-        let known = mail.sender == enclave_key || self.state.previous_enclave_keys.contains(&mail.sender.to_hex());
-        if !known {
+        let sender = mail.sender.to_hex();
+        let Some(run) = self.state.enclave_runs.iter().position(|r| r.key == sender) else {
             return Err(MailError::UnexpectedSender { expected: enclave_key, actual: mail.sender }.into());
-        }
+        };
         let topic = mail.header.topic().to_owned();
         let sequence_number = mail.header.sequence_number();
-        let stream = (mail.sender, topic.clone());
-        if self.seen_replies.get(&stream).is_some_and(|seen| seen.contains(&sequence_number)) {
+        let stream = format!("{sender}/{topic}");
+        if self.state.seen_replies.get(&stream).is_some_and(|seen| seen.contains(sequence_number)) {
             return Err(ClientError::ReplayedReply { topic, sequence_number });
         }
         let (frame, body) = StateFrame::unwrap(&mail.body).ok_or(ClientError::MissingStateFrame)?;
-        self.check_state(&frame)?;
-        self.seen_replies.entry(stream).or_default().insert(sequence_number);
+        self.check_state(run, &frame)?;
+        self.state.seen_replies.entry(stream).or_default().insert(sequence_number);
         Ok(EnclaveReply { topic, sequence_number, body: body.to_vec(), state: frame })
     }
 
-    /// Refuses a reply from an older state than one already seen, or from a
-    /// different state with the same counter (a fork), then records it.
-    fn check_state(&mut self, frame: &StateFrame) -> Result<(), ClientError> {
-        let id = hex::encode(frame.state_id);
-        if let Some(last_seen) = self.state.last_state_counter {
-            let forked = frame.counter == last_seen && self.state.last_state_id.as_deref() != Some(id.as_str());
-            if frame.counter < last_seen || forked {
-                return Err(ClientError::Rollback { last_seen, received: frame.counter });
+    /// Checks a reply's state frame against every run of the enclave this
+    /// client has seen, then records it.
+    ///
+    /// An honest host starts each run from the latest committed state, and a
+    /// reply reaches a client only once its state is committed. So of two
+    /// runs, the one that started from the lower counter never shows a
+    /// counter above the other's start. If it did, the other run started from
+    /// an older state than one already committed: the host rolled the
+    /// enclave back (or ran two copies at once). Replies of one run may
+    /// arrive in any order; only runs are compared.
+    fn check_state(&mut self, run: usize, frame: &StateFrame) -> Result<(), ClientError> {
+        let current = &self.state.enclave_runs[run];
+        if current.start.is_some_and(|s| s != frame.instance_start) || frame.counter < frame.instance_start {
+            return Err(ClientError::InconsistentState);
+        }
+        let start = frame.instance_start;
+        let highest = current.highest.map_or(frame.counter, |h| h.max(frame.counter));
+        for (i, other) in self.state.enclave_runs.iter().enumerate() {
+            let (Some(other_start), Some(other_highest)) = (other.start, other.highest) else { continue };
+            if i == run {
+                continue;
+            }
+            if other_start <= start && other_highest > start {
+                return Err(ClientError::Rollback { last_seen: other_highest, received: start });
+            }
+            if start <= other_start && highest > other_start {
+                return Err(ClientError::Rollback { last_seen: highest, received: other_start });
             }
         }
-        self.state.last_state_counter = Some(frame.counter);
-        self.state.last_state_id = Some(id);
+        let current = &mut self.state.enclave_runs[run];
+        current.start = Some(start);
+        current.highest = Some(highest);
         Ok(())
     }
 }

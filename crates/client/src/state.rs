@@ -8,6 +8,46 @@ use serde::{Deserialize, Serialize};
 
 use crate::ClientError;
 
+/// One run of the enclave (one key), as this client has seen it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnclaveRun {
+    /// The run's encryption key, hex.
+    pub key: String,
+    /// The state counter the run started from (from its replies' frames).
+    pub start: Option<u64>,
+    /// The highest state counter seen in its replies.
+    pub highest: Option<u64>,
+}
+
+/// Which reply sequence numbers arrived on one (enclave key, topic).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenReplies {
+    /// Every number below this one has arrived.
+    pub below: u64,
+    /// Numbers at or above `below` that have arrived (replies can overtake each other).
+    pub above: Vec<u64>,
+}
+
+impl SeenReplies {
+    /// Whether `n` has arrived.
+    pub fn contains(&self, n: u64) -> bool {
+        n < self.below || self.above.contains(&n)
+    }
+
+    /// Records `n`.
+    pub fn insert(&mut self, n: u64) {
+        if self.contains(n) {
+            return;
+        }
+        self.above.push(n);
+        self.above.sort_unstable();
+        while self.above.first() == Some(&self.below) {
+            self.above.remove(0);
+            self.below += 1;
+        }
+    }
+}
+
 /// The version of the saved state format this code writes and reads.
 pub const STATE_VERSION: u32 = 1;
 
@@ -26,16 +66,20 @@ pub struct ClientState {
     pub enclave_key: Option<String>,
     /// Next sequence number per topic, for `enclave_key`.
     pub next_sequence_numbers: BTreeMap<String, u64>,
-    /// Keys of earlier instances of the enclave (hex), attested before it
-    /// restarted: replies they queued are still accepted.
+    /// What this client has seen of each run of the enclave (newest last):
+    /// its key, the state counter it started from, and the highest counter
+    /// it showed. Replies from these runs are accepted; comparing them
+    /// reveals a rollback.
     #[serde(default)]
-    pub previous_enclave_keys: Vec<String>,
-    /// The highest enclave state counter this client has been shown (rollback detection).
+    pub enclave_runs: Vec<EnclaveRun>,
+    /// Reply sequence numbers already received, per (enclave key, topic), so
+    /// a replayed reply is refused even after the client restarts.
     #[serde(default)]
-    pub last_state_counter: Option<u64>,
-    /// The state id that came with `last_state_counter`, hex.
+    pub seen_replies: BTreeMap<String, SeenReplies>,
+    /// Per topic, a mail (hex) whose delivery failed midway: it is delivered
+    /// again, unchanged, before the next mail on that topic.
     #[serde(default)]
-    pub last_state_id: Option<String>,
+    pub unsent: BTreeMap<String, String>,
 }
 
 impl core::fmt::Debug for ClientState {
@@ -47,7 +91,7 @@ impl core::fmt::Debug for ClientState {
             .field("correlation_id", &self.correlation_id)
             .field("enclave_key", &self.enclave_key)
             .field("next_sequence_numbers", &self.next_sequence_numbers)
-            .field("last_state_counter", &self.last_state_counter)
+            .field("enclave_runs", &self.enclave_runs)
             .finish()
     }
 }
@@ -65,9 +109,9 @@ impl ClientState {
             correlation_id: hex::encode(id),
             enclave_key: None,
             next_sequence_numbers: BTreeMap::new(),
-            previous_enclave_keys: Vec::new(),
-            last_state_counter: None,
-            last_state_id: None,
+            enclave_runs: Vec::new(),
+            seen_replies: BTreeMap::new(),
+            unsent: BTreeMap::new(),
         }
     }
 

@@ -64,8 +64,6 @@ pub enum HostToEnclave {
         sealed_state: Option<ByteBuf>,
         /// Stored mail-to-self: (host id, sealed blob), in order.
         self_mail: Vec<(u64, ByteBuf)>,
-        /// 1 = code hash, 2 = signer and product.
-        sealing_policy: u8,
         /// Size limit of the persistent map.
         persistent_map_limit: u64,
     },

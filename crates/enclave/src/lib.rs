@@ -83,6 +83,15 @@ pub trait Enclave: std::any::Any + Send {
         Ok(())
     }
 
+    /// Who may unseal what this enclave seals (its persistent map and
+    /// mail-to-self): only enclaves with the same code hash (the default), or
+    /// any enclave from the same signer and product id, so that a newer signed
+    /// version can read an older one's data. Fixed by the enclave's code; data
+    /// sealed under another policy is refused.
+    fn sealing_policy(&self) -> conclave_core::SealingPolicy {
+        conclave_core::SealingPolicy::CodeHash
+    }
+
     /// Called once before the enclave stops.
     fn on_shutdown(&mut self, _ctx: &mut EnclaveContext<'_>) {}
 }

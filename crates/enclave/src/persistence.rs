@@ -4,7 +4,7 @@
 //!
 //! All of this is enclave-private: the host only ever sees sealed blobs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use conclave_core::PublicKey;
 pub use conclave_core::StateFrame;
@@ -121,6 +121,10 @@ pub(crate) struct DurableState {
     pub counter: u64,
     pub next_self_mail: u64,
     pub shown: HashMap<PublicKey, u64>,
+    /// Next expected sequence number of every (sender, topic) at sealing time.
+    pub floors: Vec<(PublicKey, String, u64)>,
+    /// Numbers of the mail-to-self posted and not yet deleted.
+    pub live_self_mail: BTreeSet<u64>,
 }
 
 const SEALED_STATE_VERSION: u8 = 1;
@@ -169,6 +173,18 @@ pub(crate) fn encode_state(state: &DurableState, map: &PersistentMap) -> Vec<u8>
         out.extend_from_slice(key.as_bytes());
         out.extend_from_slice(&counter.to_be_bytes());
     }
+    out.extend_from_slice(&(state.floors.len() as u32).to_be_bytes());
+    for (key, topic, expected) in &state.floors {
+        out.extend_from_slice(key.as_bytes());
+        // Topics are validated to at most 255 bytes.
+        out.push(topic.len() as u8);
+        out.extend_from_slice(topic.as_bytes());
+        out.extend_from_slice(&expected.to_be_bytes());
+    }
+    out.extend_from_slice(&(state.live_self_mail.len() as u32).to_be_bytes());
+    for number in &state.live_self_mail {
+        out.extend_from_slice(&number.to_be_bytes());
+    }
     out
 }
 
@@ -186,6 +202,8 @@ pub(crate) fn decode_state(bytes: &[u8], map: &mut PersistentMap) -> Result<Dura
         counter: c.u64()?,
         next_self_mail: c.u64()?,
         shown: HashMap::new(),
+        floors: Vec::new(),
+        live_self_mail: BTreeSet::new(),
     };
     let entries = c.u32()?;
     let mut fresh = PersistentMap::new(map.limit);
@@ -203,6 +221,19 @@ pub(crate) fn decode_state(bytes: &[u8], map: &mut PersistentMap) -> Result<Dura
     for _ in 0..shown {
         let key = PublicKey::from_slice(c.take(32)?).ok_or_else(|| EnclaveError::bug("32-byte key"))?;
         state.shown.insert(key, c.u64()?);
+    }
+    let floors = c.u32()?;
+    for _ in 0..floors {
+        let key = PublicKey::from_slice(c.take(32)?).ok_or_else(|| EnclaveError::bug("32-byte key"))?;
+        let topic_len = c.take(1)?[0] as usize;
+        let topic = std::str::from_utf8(c.take(topic_len)?)
+            .map_err(|_| EnclaveError::Persistence("sealed state has a topic that is not UTF-8".into()))?
+            .to_owned();
+        state.floors.push((key, topic, c.u64()?));
+    }
+    let live = c.u32()?;
+    for _ in 0..live {
+        state.live_self_mail.insert(c.u64()?);
     }
     if !c.0.is_empty() {
         return Err(EnclaveError::Persistence("sealed state has trailing bytes".into()));
@@ -265,13 +296,22 @@ mod tests {
         let mut map = PersistentMap::new(1000);
         map.insert("x", b"1".to_vec()).unwrap();
         map.insert("yy", vec![]).unwrap();
-        let mut state = DurableState { state_id: [9; 16], counter: 4, next_self_mail: 2, shown: HashMap::new() };
+        let mut state = DurableState {
+            state_id: [9; 16],
+            counter: 4,
+            next_self_mail: 2,
+            shown: HashMap::new(),
+            floors: vec![(PublicKey::from_bytes([2; 32]), "t".to_owned(), 7)],
+            live_self_mail: [1u64].into_iter().collect(),
+        };
         state.shown.insert(PublicKey::from_bytes([1; 32]), 3);
         let bytes = encode_state(&state, &map);
         let mut restored = PersistentMap::new(1000);
         let back = decode_state(&bytes, &mut restored).unwrap();
         assert_eq!((back.state_id, back.counter, back.next_self_mail), ([9; 16], 4, 2));
         assert_eq!(back.shown.get(&PublicKey::from_bytes([1; 32])), Some(&3));
+        assert_eq!(back.floors, state.floors);
+        assert_eq!(back.live_self_mail, state.live_self_mail);
         assert_eq!(restored.get("x"), Some(&b"1"[..]));
         assert_eq!(restored.size_bytes(), map.size_bytes());
         for len in 0..bytes.len() {

@@ -14,7 +14,7 @@
 use std::io::{Read, Write};
 
 use conclave_core::{
-    EnclaveReport, Evidence, HostCommand, SealingPolicy,
+    EnclaveReport, Evidence, HostCommand,
     channel::{CHANNEL_VERSION, ChannelError, EnclaveToHost, HostToEnclave, decode_body, encode_frame, frame_len},
 };
 use serde_bytes::ByteBuf;
@@ -169,14 +169,7 @@ fn serve(factory: impl FnOnce() -> Box<dyn Enclave>) -> Result<(), ProcessError>
     }
 
     let (mut runtime, commands) = match receive(&channel)? {
-        Some(HostToEnclave::Start {
-            identity,
-            platform_secret,
-            sealed_state,
-            self_mail,
-            sealing_policy,
-            persistent_map_limit,
-        }) => {
+        Some(HostToEnclave::Start { identity, platform_secret, sealed_state, self_mail, persistent_map_limit }) => {
             let identity = EnclaveIdentity {
                 code_hash: identity.code_hash,
                 code_signing_key_hash: identity.code_signing_key_hash,
@@ -187,11 +180,6 @@ fn serve(factory: impl FnOnce() -> Box<dyn Enclave>) -> Result<(), ProcessError>
                 platform_secret,
                 sealed_state: sealed_state.map(ByteBuf::into_vec),
                 self_mail: self_mail.into_iter().map(|(id, blob)| (id, blob.into_vec())).collect(),
-                sealing_policy: if sealing_policy == 2 {
-                    SealingPolicy::SignerAndProduct
-                } else {
-                    SealingPolicy::CodeHash
-                },
                 persistent_map_limit: usize::try_from(persistent_map_limit).unwrap_or(usize::MAX),
             };
             let host = Box::new(ChannelHost { channel: channel.clone() });

@@ -37,22 +37,14 @@ pub struct StartInput {
     pub sealed_state: Option<Vec<u8>>,
     /// Stored mail-to-self, in the order it was posted: (host id, sealed blob).
     pub self_mail: Vec<(u64, Vec<u8>)>,
-    /// Which identity new sealed data is bound to.
-    pub sealing_policy: SealingPolicy,
     /// Size limit of the persistent map, in bytes.
     pub persistent_map_limit: usize,
 }
 
 impl StartInput {
-    /// A first start: no state, no mail to self, code-hash sealing, default map limit.
+    /// A first start: no state, no mail to self, default map limit.
     pub fn fresh(platform_secret: [u8; 32]) -> Self {
-        Self {
-            platform_secret,
-            sealed_state: None,
-            self_mail: Vec::new(),
-            sealing_policy: SealingPolicy::CodeHash,
-            persistent_map_limit: DEFAULT_MAP_LIMIT,
-        }
+        Self { platform_secret, sealed_state: None, self_mail: Vec::new(), persistent_map_limit: DEFAULT_MAP_LIMIT }
     }
 }
 
@@ -62,9 +54,20 @@ impl core::fmt::Debug for StartInput {
             .field("platform_secret", &"<redacted>")
             .field("sealed_state_len", &self.sealed_state.as_ref().map(Vec::len))
             .field("self_mail", &self.self_mail.len())
-            .field("sealing_policy", &self.sealing_policy)
             .field("persistent_map_limit", &self.persistent_map_limit)
             .finish()
+    }
+}
+
+/// Refuses sealed data bound under another policy than the enclave's own:
+/// the enclave's code, not the host, decides who may read its data.
+fn refuse_other_policy(found: SealingPolicy, own: SealingPolicy) -> Result<(), EnclaveError> {
+    if found == own {
+        Ok(())
+    } else {
+        Err(EnclaveError::Persistence(format!(
+            "sealed data uses the {found} policy but this enclave seals with {own}: refusing it"
+        )))
     }
 }
 
@@ -115,6 +118,12 @@ pub(crate) struct RuntimeState {
     durable: DurableState,
     /// Mail-to-self posted during the current call (their numbers are taken from `durable`).
     self_mail_posted: u64,
+    /// Numbers of the mail-to-self deleted during the current call.
+    self_mail_deleted: Vec<u64>,
+    /// Host id → number of each mail-to-self handed back at start.
+    self_mail_numbers: HashMap<u64, u64>,
+    /// The counter of the state this run started from.
+    instance_start: u64,
 }
 
 /// What an enclave can do during a call: reply, post mail, call its host.
@@ -214,9 +223,14 @@ impl EnclaveContext<'_> {
         Ok(())
     }
 
-    /// Tells the host it may delete the mail-to-self with this host id (once absorbed).
+    /// Tells the host it may delete the mail-to-self with this host id (once
+    /// absorbed). The deletion is sealed too, so a host that keeps a copy
+    /// cannot hand it back later. Ids not handed back at this start are ignored.
     pub fn delete_mail_to_self(&mut self, id: u64) {
-        self.state.pending.push(Pending::Command(HostCommand::DeleteMailToSelf { id }));
+        if let Some(number) = self.state.self_mail_numbers.remove(&id) {
+            self.state.self_mail_deleted.push(number);
+            self.state.pending.push(Pending::Command(HostCommand::DeleteMailToSelf { id }));
+        }
     }
 
     /// Encrypts `body` to the sender of `mail`, on its topic, and posts it with `routing_hint`.
@@ -287,49 +301,73 @@ impl EnclaveRuntime {
             },
         );
         let mut map = PersistentMap::new(input.persistent_map_limit);
-        let durable = match &input.sealed_state {
+        let sealing_policy = enclave.sealing_policy();
+        let (durable, sequences) = match &input.sealed_state {
             Some(blob) => {
                 let plain = sealer.unseal(blob, STATE_AAD)?;
-                decode_state(&plain.plaintext, &mut map)?
+                refuse_other_policy(plain.policy, sealing_policy)?;
+                let durable = decode_state(&plain.plaintext, &mut map)?;
+                let sequences = SequenceTracker::resumed(durable.floors.clone());
+                (durable, sequences)
             }
-            None => DurableState::default(),
+            None => (DurableState::default(), SequenceTracker::default()),
         };
+        let instance_start = durable.counter;
         let state = RuntimeState {
             encryption_key,
             signing_key,
             info,
             post_offices: HashMap::new(),
-            sequences: SequenceTracker::default(),
+            sequences,
             pending: Vec::new(),
             host,
             sealer,
-            sealing_policy: input.sealing_policy,
+            sealing_policy,
             map,
             durable,
             self_mail_posted: 0,
+            self_mail_deleted: Vec::new(),
+            self_mail_numbers: HashMap::new(),
+            instance_start,
         };
         let mut runtime = Self { enclave, state };
         let mut commands = runtime.run(|enclave, ctx| enclave.on_startup(ctx))?;
         let mut previous: Option<u64> = None;
-        for (id, blob) in input.self_mail {
-            let plain = runtime.state.sealer.unseal(&blob, SELF_MAIL_AAD)?;
+        let mut handed_back = Vec::with_capacity(input.self_mail.len());
+        for (id, blob) in &input.self_mail {
+            let plain = runtime.state.sealer.unseal(blob, SELF_MAIL_AAD)?;
+            refuse_other_policy(plain.policy, sealing_policy)?;
             let (sequence, topic, body) = decode_self_mail(&plain.plaintext)?;
-            // The host keeps mail-to-self; it must hand it back in the order it was posted.
+            // The host keeps mail-to-self; it must hand back exactly the live
+            // ones, in the order they were posted.
             if previous.is_some_and(|p| sequence <= p) {
                 return Err(EnclaveError::Persistence(format!(
                     "mail to self out of order: number {sequence} after {}",
                     previous.unwrap_or_default()
                 )));
             }
-            if sequence >= runtime.state.durable.next_self_mail {
+            if !runtime.state.durable.live_self_mail.contains(&sequence) {
                 return Err(EnclaveError::Persistence(format!(
-                    "mail to self number {sequence} is newer than the sealed state (which expects fewer than {}): \
-                     the host handed back an older sealed state",
-                    runtime.state.durable.next_self_mail
+                    "mail to self number {sequence} was deleted or never sealed: the host handed back a stale copy \
+                     or an older sealed state"
                 )));
             }
             previous = Some(sequence);
-            let mail = SelfMail { id, topic, body };
+            runtime.state.self_mail_numbers.insert(*id, sequence);
+            handed_back.push(SelfMail { id: *id, topic, body });
+        }
+        if let Some(missing) = runtime
+            .state
+            .durable
+            .live_self_mail
+            .iter()
+            .find(|n| !runtime.state.self_mail_numbers.values().any(|v| v == *n))
+        {
+            return Err(EnclaveError::Persistence(format!(
+                "mail to self number {missing} is missing: the host did not hand it back"
+            )));
+        }
+        for mail in handed_back {
             commands.extend(runtime.run(|enclave, ctx| enclave.receive_mail_from_self(ctx, mail))?);
         }
         Ok((runtime, commands))
@@ -379,12 +417,15 @@ impl EnclaveRuntime {
     ) -> Result<Vec<HostCommand>, EnclaveError> {
         self.state.pending.clear();
         self.state.self_mail_posted = 0;
+        self.state.self_mail_deleted.clear();
         let mut ctx = EnclaveContext { state: &mut self.state };
         let result = f(&mut *self.enclave, &mut ctx).and_then(|()| self.finish_call());
         if result.is_err() {
             self.state.map.end_call(false);
             self.state.pending.clear();
             self.state.self_mail_posted = 0;
+            // Deletions of a failed call did not happen: they may be asked again.
+            self.state.self_mail_deleted.clear();
         }
         result
     }
@@ -393,7 +434,7 @@ impl EnclaveRuntime {
     /// behind the state frame of the state it leaves behind.
     fn finish_call(&mut self) -> Result<Vec<HostCommand>, EnclaveError> {
         let state = &mut self.state;
-        let seal = state.map.changed() || state.self_mail_posted > 0;
+        let seal = state.map.changed() || state.self_mail_posted > 0 || !state.self_mail_deleted.is_empty();
         let (state_id, counter) = if seal {
             let mut id = [0u8; 16];
             OsRng.fill_bytes(&mut id);
@@ -408,7 +449,8 @@ impl EnclaveRuntime {
                 Pending::Command(command) => commands.push(command),
                 Pending::Mail { destination, topic, body, routing_hint } => {
                     let last_shown = shown.insert(destination, counter).unwrap_or(0);
-                    let framed = StateFrame { state_id, counter, last_shown }.wrap(&body);
+                    let framed =
+                        StateFrame { state_id, counter, last_shown, instance_start: state.instance_start }.wrap(&body);
                     let key = (destination, topic.clone());
                     let po = match state.post_offices.entry(key) {
                         std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
@@ -422,11 +464,19 @@ impl EnclaveRuntime {
             }
         }
         if seal {
+            let first_new = state.durable.next_self_mail;
+            let mut live_self_mail = state.durable.live_self_mail.clone();
+            live_self_mail.extend(first_new..first_new + state.self_mail_posted);
+            for number in &state.self_mail_deleted {
+                live_self_mail.remove(number);
+            }
             let durable = DurableState {
                 state_id,
                 counter,
-                next_self_mail: state.durable.next_self_mail + state.self_mail_posted,
+                next_self_mail: first_new + state.self_mail_posted,
                 shown,
+                floors: state.sequences.floors(),
+                live_self_mail,
             };
             let blob =
                 state.sealer.seal(state.sealing_policy, &encode_state(&durable, &state.map), STATE_AAD, &mut OsRng)?;
@@ -437,6 +487,7 @@ impl EnclaveRuntime {
         }
         state.map.end_call(true);
         state.self_mail_posted = 0;
+        state.self_mail_deleted.clear();
         Ok(commands)
     }
 }

@@ -56,18 +56,55 @@ struct Stream {
     expected: u64,
     /// The highest number ever presented on this stream, accepted or not.
     highest_presented: Option<u64>,
+    /// Whether this run of the enclave has accepted mail on this stream.
+    active: bool,
 }
 
 /// Tracks the next expected sequence number of every (sender, topic).
+///
+/// Within one run of the enclave the rule is strict: exactly one more each
+/// time. Across runs, a client keeps numbering where it left off, and the
+/// enclave only knows the numbers it sealed in its last state (the
+/// *floors*): a restarted enclave accepts a stream's first mail if its number
+/// is at least the floor, so a mail whose processing was sealed can never be
+/// processed again, while mail an earlier run handled without sealing
+/// anything does not block the client.
 #[derive(Debug, Default, Clone)]
 pub struct SequenceTracker {
     streams: HashMap<(PublicKey, String), Stream>,
+    /// Whether streams this run has never heard of may start above 0: true
+    /// when the run restored sealed state (their mail may predate it).
+    resumed: bool,
 }
 
 impl SequenceTracker {
+    /// A tracker for a run that restored sealed state with these floors.
+    pub fn resumed(floors: impl IntoIterator<Item = (PublicKey, String, u64)>) -> Self {
+        let streams = floors
+            .into_iter()
+            .map(|(key, topic, expected)| ((key, topic), Stream { expected, highest_presented: None, active: false }))
+            .collect();
+        Self { streams, resumed: true }
+    }
+
+    /// The next expected number of every stream, to seal with the state.
+    pub fn floors(&self) -> Vec<(PublicKey, String, u64)> {
+        let mut floors: Vec<_> = self.streams.iter().map(|((k, t), s)| (*k, t.clone(), s.expected)).collect();
+        floors.sort();
+        floors
+    }
+
     /// Checks `received` and, if it is the expected number, records it.
     pub fn check_and_advance(&mut self, sender: &PublicKey, topic: &str, received: u64) -> Result<(), SequenceError> {
+        let resumed = self.resumed;
         let stream = self.streams.entry((*sender, topic.to_owned())).or_default();
+        // The first mail of a stream in a resumed run may continue above the floor.
+        if resumed && !stream.active && received >= stream.expected {
+            stream.expected = received + 1;
+            stream.active = true;
+            stream.highest_presented = Some(received);
+            return Ok(());
+        }
         let expected = stream.expected;
         let highest = stream.highest_presented;
         stream.highest_presented = Some(highest.map_or(received, |h| h.max(received)));
@@ -84,6 +121,7 @@ impl SequenceTracker {
             });
         }
         stream.expected += 1;
+        stream.active = true;
         Ok(())
     }
 }
@@ -104,6 +142,24 @@ mod tests {
         }
         t.check_and_advance(&key(), "b", 0).unwrap();
         t.check_and_advance(&PublicKey::from_bytes([2; 32]), "a", 0).unwrap();
+    }
+
+    #[test]
+    fn a_resumed_run_accepts_continuation_but_never_below_the_floor() {
+        let mut t = SequenceTracker::resumed([(key(), "a".to_owned(), 5)]);
+        assert!(matches!(t.check_and_advance(&key(), "a", 4), Err(SequenceError::Replayed { .. })));
+        t.check_and_advance(&key(), "a", 7).unwrap();
+        assert!(matches!(t.check_and_advance(&key(), "a", 9), Err(SequenceError::Gap { .. })));
+        t.check_and_advance(&key(), "a", 8).unwrap();
+        // A stream the sealed state did not know may continue too.
+        t.check_and_advance(&key(), "b", 3).unwrap();
+        assert_eq!(t.floors().iter().map(|f| f.2).collect::<Vec<_>>(), vec![9, 4]);
+    }
+
+    #[test]
+    fn a_fresh_run_insists_on_zero() {
+        let mut t = SequenceTracker::default();
+        assert!(matches!(t.check_and_advance(&key(), "a", 1), Err(SequenceError::Gap { expected: 0, .. })));
     }
 
     #[test]

@@ -325,10 +325,6 @@ impl SimulationBackend {
             platform_secret: input.platform_secret,
             sealed_state: input.sealed_state.map(ByteBuf::from),
             self_mail: input.self_mail.into_iter().map(|(id, blob)| (id, ByteBuf::from(blob))).collect(),
-            sealing_policy: match input.sealing_policy {
-                conclave_core::SealingPolicy::SignerAndProduct => 2,
-                _ => 1,
-            },
             persistent_map_limit: input.persistent_map_limit as u64,
         };
         let (info, commands) = self.call(&start)?;
