@@ -486,9 +486,20 @@ fn describe(status: ExitStatus) -> String {
     }
 }
 
+/// The longest stderr line kept whole; longer ones are cut into pieces, so
+/// an enclave cannot make the host buffer without limit.
+const STDERR_LINE_MAX: u64 = 4096;
+
 fn forward_stderr(stderr: impl Read, tail: &Mutex<VecDeque<String>>) {
-    for line in BufReader::new(stderr).lines() {
-        let Ok(line) = line else { break };
+    let mut reader = BufReader::new(stderr);
+    let mut buffer = Vec::new();
+    loop {
+        buffer.clear();
+        match (&mut reader).take(STDERR_LINE_MAX).read_until(b'\n', &mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let line = String::from_utf8_lossy(&buffer).trim_end_matches(['\n', '\r']).to_owned();
         tracing::info!(target: "enclave", "{line}");
         if let Ok(mut t) = tail.lock() {
             if t.len() == STDERR_KEPT {

@@ -37,14 +37,19 @@ struct AppState {
     worker: WorkerHandle,
     metrics: Arc<Metrics>,
     config: Arc<WebConfig>,
+    /// Deliveries allowed to read their body at once: one being handled plus
+    /// a full worker queue. It bounds the memory held by mail bodies to
+    /// (queue capacity + 1) × the body limit, however many clients connect.
+    admission: Arc<tokio::sync::Semaphore>,
 }
 
 pub(crate) fn router(worker: WorkerHandle, metrics: Arc<Metrics>, config: WebConfig) -> Router {
     let limit = config.max_body_bytes;
-    let state = AppState { worker, metrics, config: Arc::new(config) };
+    let admission = Arc::new(tokio::sync::Semaphore::new(config.queue_capacity.max(1) + 1));
+    let state = AppState { worker, metrics, config: Arc::new(config), admission };
     Router::new()
         .route("/v1/attestation", get(attestation))
-        .route("/v1/mail", post(deliver))
+        .route("/v1/mail", post(deliver).layer(middleware::from_fn_with_state(state.clone(), admit)))
         .route("/v1/mail/{correlation_id}", get(poll))
         .route("/v1/mail/{correlation_id}/ack", post(acknowledge))
         .route("/v1/health", get(health))
@@ -54,6 +59,16 @@ pub(crate) fn router(worker: WorkerHandle, metrics: Arc<Metrics>, config: WebCon
         .layer(middleware::from_fn_with_state(state.clone(), count_errors))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// Lets a delivery read its body only if it may be queued: otherwise 503
+/// BUSY at once, before a byte of the body is held in memory.
+async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match state.admission.clone().try_acquire_owned() {
+        // The permit is held until the response is ready.
+        Ok(_permit) => next.run(request).await,
+        Err(_) => ApiError::from(WebError::Busy).into_response(),
+    }
 }
 
 /// Counts error responses by code and adds `Retry-After` to every 503.
