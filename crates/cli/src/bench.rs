@@ -480,6 +480,8 @@ struct Round {
     /// The whole `send_mail` call, including the acknowledgement request.
     calls: Vec<Duration>,
     wall: Duration,
+    /// Share of all cores busy during the round, machine-wide (clients, host and enclave process alike).
+    cpu_busy: Option<f64>,
 }
 
 impl Round {
@@ -530,7 +532,9 @@ fn load_round(args: &BenchArgs, url: &str, constraint: &EnclaveConstraint, n: us
         .context("cannot start a client thread")?;
     barrier.wait();
     let started = Instant::now();
-    let mut round = Round { clients: n, latencies: Vec::new(), calls: Vec::new(), wall: Duration::ZERO };
+    let cpu_before = CpuTimes::read();
+    let mut round =
+        Round { clients: n, latencies: Vec::new(), calls: Vec::new(), wall: Duration::ZERO, cpu_busy: None };
     let mut failure = None;
     let mut finished = started;
     for (i, thread) in threads.into_iter().enumerate() {
@@ -552,6 +556,7 @@ fn load_round(args: &BenchArgs, url: &str, constraint: &EnclaveConstraint, n: us
         return Err(e);
     }
     round.wall = finished - started;
+    round.cpu_busy = cpu_before.zip(CpuTimes::read()).and_then(|(before, after)| after.busy_since(&before));
     Ok(round)
 }
 
@@ -611,9 +616,10 @@ fn print_load(args: &BenchArgs, rounds: &[Round], crypto: &Crypto, cores: usize)
     );
     println!("   each mail: POST /v1/mail (enclave call + store commit) and POST ack (store delete); latency is");
     println!("   send -> decrypted, checked reply; `call` adds the acknowledgement (N / call mean ~ mails/s);");
-    println!("   x_crypto = p50 / crypto round trip; of_bound = mails/s / crypto-bound throughput on {cores} cores");
+    println!("   x_crypto = p50 / crypto round trip; of_bound = mails/s / crypto-bound throughput on {cores} cores;");
+    println!("   cpu_busy = share of all cores busy during the round, whole machine (/proc/stat)");
     println!(
-        "   {:>7} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8} {:>12} {:>13} {:>9} {:>9}",
+        "   {:>7} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8} {:>12} {:>13} {:>9} {:>9} {:>9}",
         "clients",
         "mails",
         "wall_s",
@@ -624,13 +630,14 @@ fn print_load(args: &BenchArgs, rounds: &[Round], crypto: &Crypto, cores: usize)
         "call_p50_ms",
         "call_mean_ms",
         "x_crypto",
-        "of_bound"
+        "of_bound",
+        "cpu_busy"
     );
     for r in rounds {
         let lat = Stats::of(&r.latencies);
         let call = Stats::of(&r.calls);
         println!(
-            "   {:>7} {:>7} {:>8.2} {:>9.0} {:>8.3} {:>8.3} {:>8.3} {:>12.3} {:>13.3} {:>9.1} {:>9.3}",
+            "   {:>7} {:>7} {:>8.2} {:>9.0} {:>8.3} {:>8.3} {:>8.3} {:>12.3} {:>13.3} {:>9.1} {:>9.3} {:>9}",
             r.clients,
             r.latencies.len(),
             r.wall.as_secs_f64(),
@@ -642,6 +649,7 @@ fn print_load(args: &BenchArgs, rounds: &[Round], crypto: &Crypto, cores: usize)
             mean(&r.calls).as_secs_f64() * 1e3,
             lat.median.as_secs_f64() / crypto.round_trip.as_secs_f64(),
             r.mails_per_second() / crypto.bound(cores),
+            r.cpu_busy.map_or_else(|| "-".to_owned(), |b| format!("{:.0}%", b * 100.0)),
         );
     }
 }
@@ -673,6 +681,30 @@ impl Stats {
             p99: rank(0.99),
             max: sorted.last().copied().unwrap_or_default(),
         }
+    }
+}
+
+/// The machine-wide CPU counters of /proc/stat's first line, in clock ticks.
+struct CpuTimes {
+    idle: u64,
+    total: u64,
+}
+
+impl CpuTimes {
+    fn read() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let fields: Vec<u64> =
+            stat.lines().next()?.split_whitespace().skip(1).map(|f| f.parse().ok()).collect::<Option<_>>()?;
+        // user nice system idle iowait irq softirq steal [guest guest_nice]: guest time is already in user.
+        let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+        let total = fields.iter().take(8).sum();
+        Some(Self { idle, total })
+    }
+
+    fn busy_since(&self, before: &Self) -> Option<f64> {
+        let total = self.total.checked_sub(before.total).filter(|&t| t > 0)?;
+        let idle = self.idle.checked_sub(before.idle)?;
+        Some(1.0 - idle as f64 / total as f64)
     }
 }
 
