@@ -168,7 +168,8 @@ async fn poll(
 ) -> Result<Response, ApiError> {
     check_correlation_id(&correlation_id)?;
     let Query(query) = query.map_err(|e| WebError::BadRequest(format!("bad query: {}", e.body_text())))?;
-    let limit = query.limit.unwrap_or(state.config.poll_limit).clamp(1, state.config.poll_limit);
+    let most = state.config.poll_limit.max(1);
+    let limit = query.limit.unwrap_or(most).clamp(1, most);
     let replies = state.worker.call(|reply| Job::Poll { correlation_id, limit, reply }).await?;
     let replies: Vec<_> =
         replies.into_iter().map(|r| serde_json::json!({ "id": r.id, "mail": BASE64.encode(&r.bytes) })).collect();
