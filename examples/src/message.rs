@@ -46,3 +46,25 @@ pub(crate) fn decode<T: DeserializeOwned>(version: u64, body: &[u8]) -> Result<T
     }
     serde_json::from_value(value).map_err(|e| BadMessage(format!("malformed message: {e}")))
 }
+
+/// Gives a sample's `Request` and `Response` types their `to_body` and
+/// `parse` methods, framed by [`encode`] and [`decode`] with the module's
+/// `VERSION`.
+macro_rules! json_messages {
+    ($($message:ty: $what:literal),+ $(,)?) => {
+        $(
+            impl $message {
+                #[doc = concat!("The mail body for this ", $what, ".")]
+                pub fn to_body(&self) -> Vec<u8> {
+                    $crate::message::encode(VERSION, self)
+                }
+
+                #[doc = concat!("Parses the mail body of a ", $what, ".")]
+                pub fn parse(body: &[u8]) -> Result<Self, BadMessage> {
+                    $crate::message::decode(VERSION, body)
+                }
+            }
+        )+
+    };
+}
+pub(crate) use json_messages;

@@ -106,31 +106,8 @@ pub enum Response {
 }
 
 pub use crate::message::BadMessage;
-use crate::message::{decode, encode};
 
-impl Request {
-    /// The mail body for this request.
-    pub fn to_body(&self) -> Vec<u8> {
-        encode(VERSION, self)
-    }
-
-    /// Parses a mail body (what the enclave does with each mail).
-    pub fn parse(body: &[u8]) -> Result<Self, BadMessage> {
-        decode(VERSION, body)
-    }
-}
-
-impl Response {
-    /// The mail body for this response.
-    pub fn to_body(&self) -> Vec<u8> {
-        encode(VERSION, self)
-    }
-
-    /// Parses a reply body from the enclave.
-    pub fn parse(body: &[u8]) -> Result<Self, BadMessage> {
-        decode(VERSION, body)
-    }
-}
+crate::message::json_messages!(Request: "request", Response: "response");
 
 /// Checks what the enclave checks of a submission.
 pub fn check_values(values: &[f64]) -> Result<(), BadMessage> {
