@@ -122,6 +122,7 @@ pub fn close() -> Vec<u8> {
 }
 
 /// A party's current bid and where to send it the result.
+#[derive(Serialize, Deserialize)]
 struct Bid {
     amount: u64,
     name: String,
@@ -132,14 +133,16 @@ struct Bid {
 }
 
 /// The outcome, kept after the close.
+#[derive(Serialize, Deserialize)]
 struct Outcome {
     winner: PublicKey,
     winner_name: String,
     price: u64,
 }
 
-/// The auction enclave. Holds every bid; shows none of them.
-#[derive(Default)]
+/// The auction enclave. Holds every bid; shows none of them. Its state is
+/// sealed after every change, so the auction survives restarts.
+#[derive(Default, Serialize, Deserialize)]
 pub struct AuctionEnclave {
     auctioneer: Option<PublicKey>,
     bids: HashMap<PublicKey, Bid>,
@@ -301,10 +304,24 @@ impl Enclave for AuctionEnclave {
         // A refusal is a reply, not a failed call: the sender learns what to fix.
         // `handle` changes state only once nothing can fail any more.
         let response = match self.handle(ctx, &mail, routing_hint) {
-            Ok(response) => response,
+            Ok(response) => {
+                crate::message::save(ctx, STATE_KEY, self)?;
+                response
+            }
             Err(Refusal::Bad(message)) => Response::Error { message },
             Err(Refusal::Failed(e)) => return Err(e),
         };
         ctx.reply(&mail, &response.to_body(), routing_hint)
     }
+
+    /// Resumes the auction an earlier run sealed, if any.
+    fn on_startup(&mut self, ctx: &mut EnclaveContext<'_>) -> Result<(), EnclaveError> {
+        if let Some(saved) = crate::message::load(ctx, STATE_KEY)? {
+            *self = saved;
+        }
+        Ok(())
+    }
 }
+
+/// Where the auction is kept in the persistent map.
+const STATE_KEY: &str = "auction";

@@ -1,6 +1,7 @@
 //! The message framing the samples share: a JSON object with a `"v"`
 //! version tag beside the message's own fields.
 
+use conclave_enclave::{EnclaveContext, EnclaveError};
 use serde::{Serialize, de::DeserializeOwned};
 
 /// A body that is not a valid message of a sample's protocol.
@@ -68,3 +69,23 @@ macro_rules! json_messages {
     };
 }
 pub(crate) use json_messages;
+
+/// Seals a sample's whole state into the persistent map under `key` (as
+/// JSON), so that it is committed with the call's replies and a restarted
+/// enclave resumes where it was.
+pub(crate) fn save<T: Serialize>(ctx: &mut EnclaveContext<'_>, key: &str, state: &T) -> Result<(), EnclaveError> {
+    let bytes = serde_json::to_vec(state).map_err(|e| EnclaveError::application(format!("cannot save {key}: {e}")))?;
+    ctx.persistent_map().insert(key, bytes)?;
+    Ok(())
+}
+
+/// The state [`save`] left under `key`, if any.
+pub(crate) fn load<T: DeserializeOwned>(ctx: &mut EnclaveContext<'_>, key: &str) -> Result<Option<T>, EnclaveError> {
+    ctx.persistent_map()
+        .get(key)
+        .map(|bytes| {
+            serde_json::from_slice(bytes)
+                .map_err(|e| EnclaveError::application(format!("saved {key} is unreadable: {e}")))
+        })
+        .transpose()
+}

@@ -99,6 +99,7 @@ pub fn submit<S: AsRef<str>>(items: &[S]) -> Result<Vec<u8>, BadMessage> {
 }
 
 /// A party's set and where to send it the result.
+#[derive(Serialize, Deserialize)]
 struct Party {
     key: PublicKey,
     items: BTreeSet<String>,
@@ -106,8 +107,9 @@ struct Party {
     routing_hint: Option<String>,
 }
 
-/// The PSI enclave. Holds both sets; releases only their intersection.
-#[derive(Default)]
+/// The PSI enclave. Holds both sets; releases only their intersection. Its
+/// state is sealed after every change, so a round survives restarts.
+#[derive(Default, Serialize, Deserialize)]
 pub struct PsiEnclave {
     /// The first party to submit.
     first: Option<Party>,
@@ -209,10 +211,24 @@ impl Enclave for PsiEnclave {
         // A refusal is a reply, not a failed call: the sender learns what to fix.
         // `handle` changes state only once nothing can fail any more.
         let response = match self.handle(ctx, &mail, routing_hint) {
-            Ok(response) => response,
+            Ok(response) => {
+                crate::message::save(ctx, STATE_KEY, self)?;
+                response
+            }
             Err(Refusal::Bad(message)) => Response::Error { message },
             Err(Refusal::Failed(e)) => return Err(e),
         };
         ctx.reply(&mail, &response.to_body(), routing_hint)
     }
+
+    /// Resumes the round an earlier run sealed, if any.
+    fn on_startup(&mut self, ctx: &mut EnclaveContext<'_>) -> Result<(), EnclaveError> {
+        if let Some(saved) = crate::message::load(ctx, STATE_KEY)? {
+            *self = saved;
+        }
+        Ok(())
+    }
 }
+
+/// Where the round is kept in the persistent map.
+const STATE_KEY: &str = "psi";

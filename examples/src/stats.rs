@@ -143,8 +143,9 @@ struct Submission {
     routing_hint: Option<String>,
 }
 
-/// The stats enclave. Holds every party's values; releases only the summary.
-#[derive(Default)]
+/// The stats enclave. Holds every party's values; releases only the
+/// summary. Its round is sealed after every change, so it survives restarts.
+#[derive(Default, Serialize, Deserialize)]
 pub struct StatsEnclave {
     submissions: HashMap<PublicKey, Submission>,
     result: Option<Summary>,
@@ -160,43 +161,10 @@ impl core::fmt::Debug for StatsEnclave {
     }
 }
 
-/// The key under which the round is kept in the persistent map.
+/// Where the round is kept in the persistent map.
 const STATE_KEY: &str = "stats-round";
 
-/// The round as sealed in the persistent map, so it survives restarts.
-#[derive(Serialize, Deserialize)]
-struct SavedRound {
-    submissions: Vec<(String, Submission)>,
-    result: Option<Summary>,
-}
-
 impl StatsEnclave {
-    fn save(&self, ctx: &mut EnclaveContext<'_>) -> Result<(), EnclaveError> {
-        let saved = SavedRound {
-            submissions: self.submissions.iter().map(|(k, s)| (k.to_hex(), clone_submission(s))).collect(),
-            result: self.result.clone(),
-        };
-        let bytes = serde_json::to_vec(&saved).map_err(|e| EnclaveError::application(e.to_string()))?;
-        ctx.persistent_map().insert(STATE_KEY, bytes)?;
-        Ok(())
-    }
-
-    fn load(&mut self, ctx: &mut EnclaveContext<'_>) -> Result<(), EnclaveError> {
-        let Some(bytes) = ctx.persistent_map().get(STATE_KEY) else { return Ok(()) };
-        let saved: SavedRound = serde_json::from_slice(bytes)
-            .map_err(|e| EnclaveError::application(format!("saved round is unreadable: {e}")))?;
-        self.submissions = saved
-            .submissions
-            .into_iter()
-            .filter_map(|(key, s)| {
-                let bytes = hex_key(&key)?;
-                Some((PublicKey::from_bytes(bytes), s))
-            })
-            .collect();
-        self.result = saved.result;
-        Ok(())
-    }
-
     /// How many parties have submitted so far.
     pub fn parties(&self) -> usize {
         self.submissions.len()
@@ -303,18 +271,13 @@ impl From<EnclaveError> for Refusal {
     }
 }
 
-fn clone_submission(s: &Submission) -> Submission {
-    Submission { values: s.values.clone(), topic: s.topic.clone(), routing_hint: s.routing_hint.clone() }
-}
-
-fn hex_key(text: &str) -> Option<[u8; 32]> {
-    hex::decode(text).ok()?.try_into().ok()
-}
-
 impl Enclave for StatsEnclave {
     /// Restores the round sealed by an earlier run, if any.
     fn on_startup(&mut self, ctx: &mut EnclaveContext<'_>) -> Result<(), EnclaveError> {
-        self.load(ctx)
+        if let Some(saved) = crate::message::load(ctx, STATE_KEY)? {
+            *self = saved;
+        }
+        Ok(())
     }
 
     fn receive_mail(
@@ -328,7 +291,7 @@ impl Enclave for StatsEnclave {
         let response = match self.handle(ctx, &mail, routing_hint) {
             Ok(response) => {
                 // Sealed with this call's replies: a restart resumes the round.
-                self.save(ctx)?;
+                crate::message::save(ctx, STATE_KEY, self)?;
                 response
             }
             Err(Refusal::Bad(message)) => Response::Error { message },

@@ -36,6 +36,23 @@ impl PublicKey {
     }
 }
 
+/// As lowercase hex, so keys read well in JSON and can key a JSON map.
+impl serde::Serialize for PublicKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PublicKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        hex::decode(text.as_ref())
+            .ok()
+            .and_then(|bytes| Self::from_slice(&bytes))
+            .ok_or_else(|| serde::de::Error::custom("a public key is 64 hex digits"))
+    }
+}
+
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "PublicKey({})", self.to_hex())
@@ -93,6 +110,15 @@ mod tests {
         let text = format!("{key:?}");
         assert!(!text.contains(&hex::encode([7u8; 32])));
         assert!(text.contains("redacted"));
+    }
+
+    #[test]
+    fn public_keys_serialise_as_hex() {
+        let key = PublicKey::from_bytes([0xAB; 32]);
+        let json = serde_json::to_string(&key).unwrap();
+        assert_eq!(json, format!("\"{}\"", "ab".repeat(32)));
+        assert_eq!(serde_json::from_str::<PublicKey>(&json).unwrap(), key);
+        assert!(serde_json::from_str::<PublicKey>("\"abcd\"").is_err());
     }
 
     #[test]
