@@ -120,9 +120,14 @@ async fn attestation(State(state): State<AppState>, headers: HeaderMap) -> Resul
     if !wants_json(&headers) {
         return Ok(octets(encoded));
     }
-    let verified = EnclaveInstanceInfo::decode(&encoded)
-        .and_then(|info| info.verify(now_unix()))
-        .map_err(WebError::Attestation)?;
+    // Verifying hardware evidence takes milliseconds of CPU: keep it off the
+    // threads that serve connections.
+    let verified = tokio::task::spawn_blocking(move || {
+        EnclaveInstanceInfo::decode(&encoded).and_then(|info| info.verify(now_unix()))
+    })
+    .await
+    .map_err(|_| WebError::WorkerStopped)?
+    .map_err(WebError::Attestation)?;
     Ok(Json(verified.to_json()).into_response())
 }
 
