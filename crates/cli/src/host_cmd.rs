@@ -48,7 +48,7 @@ pub struct HostArgs {
     /// A signed enclave binary to run (simulation mode; its signature is <SIGNED_BIN>.sig).
     #[arg(long, value_name = "SIGNED_BIN", conflicts_with = "example", required_unless_present = "example")]
     enclave: Option<PathBuf>,
-    /// A sample enclave shipped with this build.
+    /// A sample enclave shipped with this build (in simulation mode: this binary as a sandboxed process).
     #[arg(long, value_name = "NAME", value_parser = EXAMPLES)]
     example: Option<String>,
     /// The address to listen on, e.g. 127.0.0.1:8080 (port 0: any free port).

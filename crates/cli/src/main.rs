@@ -34,7 +34,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the end-to-end demo: a client attests a sample enclave and exchanges mail with it.
+    /// Run the end-to-end demo: three parties pool private numbers in a simulated enclave behind a web host.
     Demo,
     /// Work with enclave constraints.
     #[command(subcommand)]
