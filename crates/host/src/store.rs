@@ -108,6 +108,20 @@ impl fmt::Debug for Batch {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
+    /// Another process (another host) has the store open.
+    #[error("store {path} is in use by another host process; give each host its own data directory")]
+    InUse {
+        /// The store.
+        path: PathBuf,
+    },
+    /// The store's lock file could not be created.
+    #[error("cannot lock store {path}: {error}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// The OS error.
+        error: std::io::Error,
+    },
     /// SQLite refused an operation.
     #[error("store {path}: {action} failed: {cause}")]
     Database {
@@ -154,6 +168,10 @@ pub enum StoreError {
 pub struct Store {
     connection: Connection,
     path: PathBuf,
+    /// An exclusive lock on `<store>.lock`, held while the store is open:
+    /// two hosts on one store would run two copies of the enclave from one
+    /// state, which clients rightly report as an attack.
+    _lock: Option<std::fs::File>,
 }
 
 impl fmt::Debug for Store {
@@ -169,8 +187,9 @@ impl Store {
     /// returned is on disk, and a crash mid-commit leaves the previous state.
     /// A file of a newer schema version is refused, not modified.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let lock = lock_exclusively(path)?;
         let connection = Connection::open(path).map_err(database_error("opening the database", path))?;
-        let store = Self { connection, path: path.to_owned() };
+        let store = Self { connection, path: path.to_owned(), _lock: Some(lock) };
         // Check what the file is before changing anything in it.
         store.configure()?;
         let journal_mode: String = store
@@ -193,7 +212,7 @@ impl Store {
     pub fn open_in_memory() -> Result<Self, StoreError> {
         let path = Path::new(":memory:");
         let connection = Connection::open_in_memory().map_err(database_error("opening the database", path))?;
-        let store = Self { connection, path: path.to_owned() };
+        let store = Self { connection, path: path.to_owned(), _lock: None };
         store.configure()?;
         Ok(store)
     }
@@ -469,4 +488,23 @@ fn row_id(value: i64, path: &Path) -> Result<u64, StoreError> {
 fn unix_now() -> i64 {
     let seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs());
     i64::try_from(seconds).unwrap_or(i64::MAX)
+}
+
+/// Takes an exclusive lock on `<path>.lock`, or says who holds it.
+fn lock_exclusively(path: &Path) -> Result<std::fs::File, StoreError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|error| StoreError::Lock { path: lock_path.clone(), error })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse { path: path.to_owned() }),
+        Err(std::fs::TryLockError::Error(error)) => Err(StoreError::Lock { path: lock_path, error }),
+    }
 }

@@ -362,3 +362,15 @@ fn commits_survive_sigkill() {
     assert_eq!(store.self_mail().unwrap().into_iter().map(|(_, bytes)| bytes).collect::<Vec<_>>(), expected_mail);
     assert_eq!(store.get_meta("batch").unwrap(), Some(committed.to_be_bytes().to_vec()));
 }
+
+#[test]
+fn a_store_open_in_one_host_cannot_be_opened_by_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("host.db");
+    let first = conclave_host::store::Store::open(&path).unwrap();
+    let err = conclave_host::store::Store::open(&path).unwrap_err();
+    assert!(matches!(err, conclave_host::store::StoreError::InUse { .. }), "{err}");
+    assert!(err.to_string().contains("own data directory"), "{err}");
+    drop(first);
+    conclave_host::store::Store::open(&path).unwrap();
+}
