@@ -17,7 +17,7 @@ const CLIENT_EXIT_CODES: &str = "\
 Exit codes:
   0  success
   1  the enclave does not satisfy the constraint, or its attestation does not verify (reason on stderr)
-  2  any other error: bad flags or constraint, host unreachable, host refused the mail, unreadable files";
+  2  any other error: bad flags or constraint, host unreachable or refusing, unreadable files";
 
 /// Flags of `conclave attest`.
 #[derive(Debug, Args)]
@@ -169,6 +169,17 @@ fn save(client: &EnclaveClient<HttpRelay>, path: &Path) -> anyhow::Result<()> {
     client.save_to_file(path).with_context(|| format!("cannot save client state {}", path.display()))
 }
 
+/// Refuses a state file that was used with another host: its sequence
+/// numbers and correlation id belong there.
+fn check_host(client: &EnclaveClient<HttpRelay>, url: &str, state: &Path) -> anyhow::Result<()> {
+    match client.save().host {
+        Some(host) if host.trim_end_matches('/') != url.trim_end_matches('/') => {
+            bail!("state file {} belongs to the host {host}, not {url}: use one state file per host", state.display())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Runs `conclave send`.
 pub fn send(args: &SendArgs) -> anyhow::Result<ExitCode> {
     let constraint = parse_constraint(&args.constraint)?;
@@ -184,9 +195,12 @@ pub fn send(args: &SendArgs) -> anyhow::Result<ExitCode> {
                 client.constraint().to_string()
             );
         }
+        check_host(&client, &args.url, &args.state)?;
         client
     } else {
-        EnclaveClient::new(relay, constraint)
+        let mut state = EnclaveClient::new(relay, constraint).save();
+        state.host = Some(args.url.clone());
+        EnclaveClient::restore(HttpRelay::new(&args.url).map_err(|e| anyhow!("{e}"))?, state)?
     };
     if let Some(code) = start(&mut client)? {
         return Ok(code);
@@ -212,8 +226,15 @@ pub fn send(args: &SendArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs `conclave poll`.
 pub fn poll(args: &PollArgs) -> anyhow::Result<ExitCode> {
+    if !args.state.exists() {
+        anyhow::bail!(
+            "client state file {} does not exist: `conclave send` creates it with the first mail",
+            args.state.display()
+        );
+    }
     let mut client = EnclaveClient::restore_from_file(relay(&args.url)?, &args.state)
         .with_context(|| format!("cannot restore client state {}", args.state.display()))?;
+    check_host(&client, &args.url, &args.state)?;
     if let Some(code) = start(&mut client)? {
         return Ok(code);
     }

@@ -252,15 +252,18 @@ pub fn run() -> anyhow::Result<ExitCode> {
         at_rest.windows(needle.len()).any(|w| w == needle.as_bytes())
     });
     println!(
-        "   its data directory ({} bytes: SQLite store, keys) {} any party's list of ages",
+        "   its data directory ({} bytes: SQLite store, keys) {} any party's list of ages in plaintext",
         at_rest.len(),
         if leaked { "CONTAINS" } else { "does not contain" }
     );
+    println!("   (in simulation mode its operator could still decrypt the sealed state with platform.secret,");
+    println!("   or read the enclave's memory: only TEE hardware closes that gap)");
     println!();
     let ok = correct && !leaked;
     println!(
         "Summary: {} 3 parties pooled {} values in a SIMULATION (INSECURE) enclave behind an untrusted web host; \
-         every party got the same result, the host saw only ciphertext, and the state survived a host restart.",
+         every party got the same result, no plaintext crossed the host or reached its disk, and the state survived \
+         a host restart.",
         if ok { "OK:" } else { "FAILED:" },
         all.len()
     );

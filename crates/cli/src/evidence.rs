@@ -81,11 +81,11 @@ pub fn run(args: &VerifyArgs) -> ExitCode {
     match verify(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Rejected(e)) => {
-            eprintln!("conclave: evidence rejected: {e:#}");
+            eprintln!("error: evidence rejected: {e:#}");
             ExitCode::from(1)
         }
         Err(Failure::Usage(e)) => {
-            eprintln!("conclave: {e:#}");
+            eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
     }

@@ -36,6 +36,7 @@ pub enum Mode {
 
 /// Flags of `conclave host`.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("enclave_to_run").required(true).args(["enclave", "example"])))]
 #[command(after_help = "\
 Prints `listening on http://ADDR:PORT` on stdout once it serves (port 0 picks a free port).
 The HTTP API is described in docs/http-api.md. The data directory keeps the store (host.db:
@@ -46,7 +47,7 @@ Exit codes:
   2  bad flags, unusable data directory, enclave failed to load or start, or cannot bind")]
 pub struct HostArgs {
     /// A signed enclave binary to run (simulation mode; its signature is <SIGNED_BIN>.sig).
-    #[arg(long, value_name = "SIGNED_BIN", conflicts_with = "example", required_unless_present = "example")]
+    #[arg(long, value_name = "SIGNED_BIN")]
     enclave: Option<PathBuf>,
     /// A sample enclave shipped with this build (in simulation mode: this binary as a sandboxed process).
     #[arg(long, value_name = "NAME", value_parser = EXAMPLES)]
@@ -142,10 +143,27 @@ async fn shutdown_signal() {
     let _ = interrupt.await;
 }
 
+/// Creates the data directory readable by its owner only: the store lists
+/// correlation ids and topics, and the secrets live beside it.
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).with_context(|| format!("cannot create data directory {}", dir.display()))
+}
+
 /// Runs `conclave host`.
 pub fn run(args: &HostArgs) -> anyhow::Result<ExitCode> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
+    // Bind first: a bad address or a busy port fails before anything is created or started.
+    let listener = std::net::TcpListener::bind(&args.listen).with_context(|| {
+        format!("cannot listen on {:?}: give HOST:PORT, e.g. 127.0.0.1:8080 (port 0 picks a free port)", args.listen)
+    })?;
+    listener.set_nonblocking(true).context("cannot configure the listening socket")?;
+    if args.data_dir.exists() && !args.data_dir.is_dir() {
+        anyhow::bail!("data directory {} exists and is not a directory", args.data_dir.display());
+    }
+    create_private_dir(&args.data_dir)?;
     let host = load_enclave(args)?;
     let secret = platform_secret(&args.data_dir)?;
     let store_path = args.data_dir.join(STORE_FILE);
@@ -161,9 +179,7 @@ pub fn run(args: &HostArgs) -> anyhow::Result<ExitCode> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let listener = tokio::net::TcpListener::from_std(listener).context("cannot use the listening socket")?;
         let address = listener.local_addr().context("cannot read the bound address")?;
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "listening on http://{address}").and_then(|()| stdout.flush()).context("cannot write")?;

@@ -18,8 +18,8 @@ use crate::state::{ClientState, EnclaveRun};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
-    /// The relay (host) refused or failed.
-    #[error("host refused: {0}")]
+    /// The relay (host) refused, failed, or could not be reached.
+    #[error("{}", relay_text(.0))]
     Relay(#[from] RelayError),
     /// The attestation could not be decoded.
     #[error("attestation from the host is unreadable: {0}")]
@@ -63,14 +63,14 @@ pub enum ClientError {
     #[error("client state is invalid: {0}")]
     BadState(String),
     /// Reading or writing the state file failed.
-    #[error("cannot {action} client state file {path}: {source}")]
+    #[error("cannot {action} client state file {path}: {error}")]
     Io {
         /// What was being done.
         action: &'static str,
         /// The file.
         path: String,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -111,6 +111,14 @@ pub struct EnclaveClient<R: MailRelay> {
 impl<R: MailRelay> core::fmt::Debug for EnclaveClient<R> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("EnclaveClient").field("state", &self.state).finish_non_exhaustive()
+    }
+}
+
+fn relay_text(error: &RelayError) -> String {
+    if error.code == UNREACHABLE {
+        format!("cannot reach the host ({}): is `conclave host` running at that address?", error.message)
+    } else {
+        format!("host refused: {error}")
     }
 }
 
@@ -162,10 +170,10 @@ impl<R: MailRelay> EnclaveClient<R> {
 
     /// A client continuing from a state file written by [`Self::save_to_file`].
     pub fn restore_from_file(relay: R, path: &Path) -> Result<Self, ClientError> {
-        let bytes = std::fs::read(path).map_err(|source| ClientError::Io {
+        let bytes = std::fs::read(path).map_err(|error| ClientError::Io {
             action: "read",
             path: path.display().to_string(),
-            source,
+            error,
         })?;
         Self::restore(relay, ClientState::from_bytes(&bytes)?)
     }
@@ -178,7 +186,7 @@ impl<R: MailRelay> EnclaveClient<R> {
     /// Writes the state to `path` atomically (write, sync, rename), readable only by its owner.
     pub fn save_to_file(&self, path: &Path) -> Result<(), ClientError> {
         use std::io::Write;
-        let io = |action, source| ClientError::Io { action, path: path.display().to_string(), source };
+        let io = |action, error| ClientError::Io { action, path: path.display().to_string(), error };
         let tmp = path.with_extension("tmp");
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);

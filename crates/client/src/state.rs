@@ -76,6 +76,10 @@ pub struct ClientState {
     /// a replayed reply is refused even after the client restarts.
     #[serde(default)]
     pub seen_replies: BTreeMap<String, SeenReplies>,
+    /// The host this state was used with (set by tools such as the CLI, so a
+    /// state file is not used against another host by mistake).
+    #[serde(default)]
+    pub host: Option<String>,
     /// Per topic, a mail (hex) whose delivery failed midway: it is delivered
     /// again, unchanged, before the next mail on that topic.
     #[serde(default)]
@@ -112,6 +116,7 @@ impl ClientState {
             enclave_runs: Vec::new(),
             seen_replies: BTreeMap::new(),
             unsent: BTreeMap::new(),
+            host: None,
         }
     }
 

@@ -82,7 +82,7 @@ pub enum Unsatisfied {
         actual: String,
     },
     /// The security summary is too low.
-    #[error("SEC:{minimum}: enclave security is {actual} ({reason})")]
+    #[error("SEC:{minimum}: enclave security is {actual} ({reason}){}", security_hint(*actual))]
     Security {
         /// The minimum accepted.
         minimum: SecuritySummary,
@@ -290,6 +290,15 @@ impl EnclaveConstraint {
             }
         }
         Ok(())
+    }
+}
+
+/// What to do about an INSECURE enclave, for the person reading the error.
+fn security_hint(actual: SecuritySummary) -> &'static str {
+    if actual == SecuritySummary::Insecure {
+        "; SEC defaults to STALE: to accept a mock or simulation enclave on purpose, add SEC:INSECURE"
+    } else {
+        ""
     }
 }
 

@@ -68,6 +68,12 @@ pub enum SignatureError {
         /// The part of the input that is wrong.
         what: &'static str,
     },
+    /// A signing-key file does not follow its format.
+    #[error("malformed enclave-signing key: {what}")]
+    MalformedKey {
+        /// What is wrong.
+        what: &'static str,
+    },
     /// The input was written in a format version this code does not read.
     #[error("unsupported signature format version {found}, this build supports version {supported}")]
     UnsupportedVersion {
@@ -291,8 +297,8 @@ pub fn encode_signing_key(signing_key: &SigningKey) -> SigningKeyText {
 /// whitespace (a trailing newline) is ignored. Errors never quote the input,
 /// which may be a secret.
 pub fn decode_signing_key(text: &str) -> Result<SigningKey, SignatureError> {
-    const MALFORMED: SignatureError = SignatureError::Malformed {
-        what: "signing key file must be one line 'conclave-enclave-signing-key-v1 <64 hex digits>'",
+    const MALFORMED: SignatureError = SignatureError::MalformedKey {
+        what: "a key file is one line 'conclave-enclave-signing-key-v1 <64 hex digits>' (make one with `conclave keygen`)",
     };
     let (tag, hex_key) = text.trim().split_once(' ').ok_or(MALFORMED)?;
     let version: u16 = tag.strip_prefix(KEY_TAG_PREFIX).and_then(|v| v.parse().ok()).ok_or(MALFORMED)?;
@@ -301,7 +307,7 @@ pub fn decode_signing_key(text: &str) -> Result<SigningKey, SignatureError> {
     }
     let mut secret = Zeroizing::new([0u8; 32]);
     hex::decode_to_slice(hex_key.trim(), &mut *secret)
-        .map_err(|_| SignatureError::Malformed { what: "signing key must be 64 hex digits" })?;
+        .map_err(|_| SignatureError::MalformedKey { what: "the key must be 64 hex digits" })?;
     Ok(SigningKey::from_bytes(&secret))
 }
 
@@ -456,7 +462,7 @@ mod tests {
         ];
         for case in cases {
             let err = decode_signing_key(&case).unwrap_err();
-            assert!(matches!(err, SignatureError::Malformed { .. }), "{case:?}");
+            assert!(matches!(err, SignatureError::MalformedKey { .. }), "{case:?}");
             let shown = format!("{err} {err:?}");
             assert!(!shown.contains(&hex_secret[..16]), "leaks secret: {shown}");
         }

@@ -124,7 +124,12 @@ impl fmt::Display for LandlockState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::FullyEnforced { abi } => write!(f, "fully enforced (ABI v{abi})"),
-            Self::PartiallyEnforced { abi } => write!(f, "partially enforced (ABI v{abi})"),
+            Self::PartiallyEnforced { abi } => {
+                // Landlock denies file access from ABI v1 and TCP from v4;
+                // later versions add finer rules this enclave does not need.
+                let covered = if *abi >= 4 { "files and TCP denied" } else { "files denied, TCP not (needs ABI v4)" };
+                write!(f, "partially enforced (kernel landlock ABI v{abi} of the v10 requested: {covered})")
+            }
             Self::NotEnforced => f.write_str("not enforced (unsupported by the kernel)"),
         }
     }

@@ -130,6 +130,8 @@ impl SignedEnclave {
     /// Measures `binary` (SHA-256 of the file) and checks `<binary>.sig`:
     /// refuses a missing, malformed or invalid signature, or one for another code hash.
     pub fn load(binary: &Path) -> Result<Self, SimulationError> {
+        // A missing binary is reported as such, not as a missing signature.
+        std::fs::metadata(binary).map_err(|error| SimulationError::ReadBinary { path: binary.to_owned(), error })?;
         let mut sig_path = binary.as_os_str().to_owned();
         sig_path.push(".sig");
         let sig_path = PathBuf::from(sig_path);
