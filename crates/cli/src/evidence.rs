@@ -30,6 +30,15 @@ use conclave_core::info::AttestedIdentity;
 
 /// Arguments of `conclave evidence verify`.
 #[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "\
+Prints the verified result as JSON on stdout (kind, code_hash, signer, report_data, debug,
+tcb_status, advisory_ids, security, ...).
+
+Exit codes:
+  0  the evidence verifies (and satisfies --constraint, if given)
+  1  it does not, malformed evidence included; the reason on stderr names the signature,
+     certificate, time window or constraint token that failed
+  2  usage error, or a file that cannot be read")]
 pub struct VerifyArgs {
     /// Evidence kind: sgx-dcap, tdx, sev-snp or nitro.
     #[arg(long, value_parser = parse_kind)]
