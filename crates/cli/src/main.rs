@@ -25,7 +25,15 @@ mod signing;
 #[command(
     name = "conclave",
     version,
-    about = "Conclave for Rust: confidential computing with enclaves, attestation and encrypted mail"
+    about = "Conclave for Rust: confidential computing with enclaves, attestation and encrypted mail",
+    after_help = "\
+Exit codes (every command):
+  0  success; the check passed
+  1  a check failed: an enclave or evidence does not satisfy a constraint, evidence does not
+     verify, or the demo's result was wrong
+  2  usage error, invalid input, unreadable file, unreachable host, or any other failure
+
+Logs go to stderr; set CONCLAVE_LOG (e.g. debug) to see more."
 )]
 struct Cli {
     #[command(subcommand)]
