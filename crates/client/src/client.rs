@@ -130,8 +130,14 @@ const RESTART_CODES: [&str; 3] = ["ENCLAVE_FAILED", "ENCLAVE_UNAVAILABLE", "MAIL
 
 /// Codes that mean the mail never reached the enclave, so its sequence
 /// number was not used and the next mail may carry it.
-const NOT_DELIVERED_CODES: [&str; 5] =
-    ["BUSY", "PAYLOAD_TOO_LARGE", "BAD_REQUEST", "MISSING_CORRELATION_ID", "INVALID_CORRELATION_ID"];
+const NOT_DELIVERED_CODES: [&str; 6] = [
+    "BUSY",
+    "PAYLOAD_TOO_LARGE",
+    "BAD_REQUEST",
+    "MISSING_CORRELATION_ID",
+    "INVALID_CORRELATION_ID",
+    "REPLY_QUEUE_FULL",
+];
 
 /// The code of a transport failure: the mail may or may not have arrived.
 const UNREACHABLE: &str = "UNREACHABLE";

@@ -66,6 +66,16 @@ pub enum HostError {
     /// A poll or acknowledgement named a correlation id the host never saw.
     #[error("unknown correlation id {0:?}: no mail was ever delivered with it")]
     UnknownCorrelationId(String),
+    /// The client's reply queue is full: it must poll and acknowledge first.
+    #[error(
+        "{queued} replies wait unacknowledged for correlation id {correlation_id:?}: poll and acknowledge them first"
+    )]
+    ReplyQueueFull {
+        /// The correlation id.
+        correlation_id: String,
+        /// How many replies wait.
+        queued: u64,
+    },
     /// The host's store failed.
     #[error(transparent)]
     Store(#[from] store::StoreError),
@@ -95,6 +105,7 @@ impl HostError {
         match self {
             Self::NotStarted | Self::AlreadyStarted | Self::NotRestartable => "ENCLAVE_UNAVAILABLE",
             Self::UnknownCorrelationId(_) => "UNKNOWN_CORRELATION_ID",
+            Self::ReplyQueueFull { .. } => "REPLY_QUEUE_FULL",
             Self::Store(_) => "STORE_FAILED",
             Self::Enclave(e) => e.code(),
             // A simulation enclave reports the code its own error maps to;

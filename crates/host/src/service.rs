@@ -38,6 +38,10 @@ pub struct ServiceConfig {
     pub platform_secret: [u8; 32],
     /// Size limit of the enclave's persistent map.
     pub persistent_map_limit: usize,
+    /// The most unacknowledged replies one correlation id may hold before
+    /// its mail is refused (so a client that never acknowledges cannot fill
+    /// the disk). Refused mail is not delivered; nothing is lost.
+    pub max_queued_replies: u64,
 }
 
 impl core::fmt::Debug for ServiceConfig {
@@ -45,6 +49,7 @@ impl core::fmt::Debug for ServiceConfig {
         f.debug_struct("ServiceConfig")
             .field("platform_secret", &"<redacted>")
             .field("persistent_map_limit", &self.persistent_map_limit)
+            .field("max_queued_replies", &self.max_queued_replies)
             .finish()
     }
 }
@@ -53,7 +58,7 @@ impl ServiceConfig {
     /// Defaults (16 MiB map) around a platform secret.
     pub fn new(platform_secret: [u8; 32]) -> Self {
         let defaults = StartInput::fresh(platform_secret);
-        Self { platform_secret, persistent_map_limit: defaults.persistent_map_limit }
+        Self { platform_secret, persistent_map_limit: defaults.persistent_map_limit, max_queued_replies: 10_000 }
     }
 }
 
@@ -134,6 +139,10 @@ impl HostService {
     /// Delivers a mail under `correlation_id`, commits what the enclave did,
     /// and returns its first reply for that id (which also stays queued until acknowledged).
     pub fn deliver(&mut self, correlation_id: &str, mail: &[u8]) -> Result<Option<QueuedMail>, HostError> {
+        let queued = self.store.queue_len(correlation_id)?;
+        if queued >= self.config.max_queued_replies {
+            return Err(HostError::ReplyQueueFull { correlation_id: correlation_id.to_owned(), queued });
+        }
         self.record(true, correlation_id, mail.len());
         let commands = self.host.deliver_mail(mail, Some(correlation_id)).map_err(|e| self.recover(e))?;
         self.commit(commands, Some(correlation_id))

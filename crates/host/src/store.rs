@@ -434,6 +434,15 @@ impl Store {
         row_id(count, &self.path)
     }
 
+    /// How many replies wait for `correlation_id`.
+    pub fn queue_len(&self, correlation_id: &str) -> Result<u64, StoreError> {
+        let count: i64 = self
+            .connection
+            .query_row("SELECT COUNT(*) FROM replies WHERE correlation_id = ?1", [correlation_id], |row| row.get(0))
+            .map_err(self.error("counting a client's queued replies"))?;
+        row_id(count, &self.path)
+    }
+
     /// A value from the meta table.
     pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.connection

@@ -209,3 +209,36 @@ fn a_failed_commit_puts_the_enclave_back_to_the_committed_state() {
     // Nothing of that call survives, in the store or in the enclave.
     assert_eq!(counter(&relay), "1");
 }
+
+#[test]
+fn a_client_that_never_acknowledges_cannot_fill_the_disk() {
+    use conclave_host::{HostService, ServiceConfig, store::Store};
+    let mut config = ServiceConfig::new([9; 32]);
+    config.max_queued_replies = 2;
+    let mut service = HostService::new(
+        EnclaveHost::load_mock_restartable::<ProbeEnclave>(),
+        Store::open_in_memory().unwrap(),
+        config,
+    )
+    .unwrap();
+    let info = conclave_core::EnclaveInstanceInfo::decode(&service.attestation().unwrap()).unwrap();
+    let mut po = conclave_core::PostOffice::new(
+        conclave_core::PrivateKey::generate(&mut rand_core::OsRng),
+        *info.encryption_key(),
+        "t",
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let mail = po.encrypt_mail(b"count", &mut rand_core::OsRng).unwrap();
+        service.deliver("slacker", &mail).unwrap().unwrap();
+    }
+    let third = po.encrypt_mail(b"count", &mut rand_core::OsRng).unwrap();
+    let err = service.deliver("slacker", &third).unwrap_err();
+    assert_eq!(err.code(), "REPLY_QUEUE_FULL");
+    // Refused before the enclave saw it; after acknowledging, the same mail goes through.
+    assert_eq!(service.call_enclave(b"count").unwrap().unwrap(), b"2");
+    let ids: Vec<u64> = service.poll("slacker", 10).unwrap().iter().map(|m| m.id).collect();
+    service.acknowledge("slacker", &ids).unwrap();
+    service.deliver("slacker", &third).unwrap().unwrap();
+    assert_eq!(service.call_enclave(b"count").unwrap().unwrap(), b"3");
+}

@@ -85,6 +85,7 @@ pub fn http_status(code: &str) -> StatusCode {
         "METHOD_NOT_ALLOWED" => StatusCode::METHOD_NOT_ALLOWED,
         "SEQUENCE_REPLAYED" | "SEQUENCE_REORDERED" | "SEQUENCE_GAP" => StatusCode::CONFLICT,
         "PAYLOAD_TOO_LARGE" => StatusCode::PAYLOAD_TOO_LARGE,
+        "REPLY_QUEUE_FULL" => StatusCode::TOO_MANY_REQUESTS,
         // The mail was well formed and in sequence; the application said no.
         "ENCLAVE_REFUSED" => StatusCode::UNPROCESSABLE_ENTITY,
         "BUSY" | "ENCLAVE_UNAVAILABLE" => StatusCode::SERVICE_UNAVAILABLE,
