@@ -1,7 +1,7 @@
 //! The message framing the samples share: a JSON object with a `"v"`
 //! version tag beside the message's own fields.
 
-use conclave_enclave::{EnclaveContext, EnclaveError};
+use conclave_enclave::{EnclaveContext, EnclaveError, EnclaveMail};
 use serde::{Serialize, de::DeserializeOwned};
 
 /// A body that is not a valid message of a sample's protocol.
@@ -50,7 +50,8 @@ pub(crate) fn decode<T: DeserializeOwned>(version: u64, body: &[u8]) -> Result<T
 
 /// Gives a sample's `Request` and `Response` types their `to_body` and
 /// `parse` methods, framed by [`encode`] and [`decode`] with the module's
-/// `VERSION`.
+/// `VERSION`, and lets [`answer`] turn a refusal into the `Response`'s
+/// `Error { message }`.
 macro_rules! json_messages {
     ($($message:ty: $what:literal),+ $(,)?) => {
         $(
@@ -66,6 +67,16 @@ macro_rules! json_messages {
                 }
             }
         )+
+
+        impl $crate::message::Answer for Response {
+            fn refused(message: String) -> Self {
+                Self::Error { message }
+            }
+
+            fn body(&self) -> Vec<u8> {
+                self.to_body()
+            }
+        }
     };
 }
 pub(crate) use json_messages;
@@ -88,4 +99,79 @@ pub(crate) fn load<T: DeserializeOwned>(ctx: &mut EnclaveContext<'_>, key: &str)
                 .map_err(|e| EnclaveError::application(format!("saved {key} is unreadable: {e}")))
         })
         .transpose()
+}
+
+/// Why a sample did not carry out a request.
+pub(crate) enum Refusal {
+    /// The sender's fault: answered with an error reply.
+    Bad(String),
+    /// The enclave could not act: the call fails and leaves nothing behind.
+    Failed(EnclaveError),
+}
+
+impl From<String> for Refusal {
+    fn from(message: String) -> Self {
+        Self::Bad(message)
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(message: &str) -> Self {
+        Self::Bad(message.to_owned())
+    }
+}
+
+impl From<BadMessage> for Refusal {
+    fn from(e: BadMessage) -> Self {
+        Self::Bad(e.0)
+    }
+}
+
+impl From<EnclaveError> for Refusal {
+    fn from(e: EnclaveError) -> Self {
+        Self::Failed(e)
+    }
+}
+
+/// A sample's reply type.
+pub(crate) trait Answer {
+    /// The reply that tells the sender what was wrong.
+    fn refused(message: String) -> Self;
+    /// The reply's mail body.
+    fn body(&self) -> Vec<u8>;
+}
+
+/// How every sample answers a mail: `handle` it; on success seal the
+/// sample's state under `key` (with this call's replies); on a refusal reply
+/// with what is wrong, changing nothing; if the enclave cannot act, fail the
+/// call so that nothing of it is committed.
+pub(crate) fn answer<S: Serialize, R: Answer>(
+    state: &mut S,
+    key: &str,
+    ctx: &mut EnclaveContext<'_>,
+    mail: &EnclaveMail,
+    routing_hint: Option<&str>,
+    handle: impl FnOnce(&mut S, &mut EnclaveContext<'_>, &EnclaveMail, Option<&str>) -> Result<R, Refusal>,
+) -> Result<(), EnclaveError> {
+    let response = match handle(state, ctx, mail, routing_hint) {
+        Ok(response) => {
+            save(ctx, key, state)?;
+            response
+        }
+        Err(Refusal::Bad(message)) => R::refused(message),
+        Err(Refusal::Failed(e)) => return Err(e),
+    };
+    ctx.reply(mail, &response.body(), routing_hint)
+}
+
+/// Replaces `state` with the one [`answer`] sealed under `key` in an earlier run, if any.
+pub(crate) fn resume<S: DeserializeOwned>(
+    state: &mut S,
+    key: &str,
+    ctx: &mut EnclaveContext<'_>,
+) -> Result<(), EnclaveError> {
+    if let Some(saved) = load(ctx, key)? {
+        *state = saved;
+    }
+    Ok(())
 }

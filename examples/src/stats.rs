@@ -106,6 +106,7 @@ pub enum Response {
 }
 
 pub use crate::message::BadMessage;
+use crate::message::Refusal;
 
 crate::message::json_messages!(Request: "request", Response: "response");
 
@@ -239,45 +240,10 @@ impl StatsEnclave {
     }
 }
 
-/// Why a request was not carried out.
-enum Refusal {
-    /// The sender's fault: answered with an error reply.
-    Bad(String),
-    /// The enclave could not act: the call fails and leaves nothing behind.
-    Failed(EnclaveError),
-}
-
-impl From<String> for Refusal {
-    fn from(message: String) -> Self {
-        Self::Bad(message)
-    }
-}
-
-impl From<&str> for Refusal {
-    fn from(message: &str) -> Self {
-        Self::Bad(message.to_owned())
-    }
-}
-
-impl From<BadMessage> for Refusal {
-    fn from(e: BadMessage) -> Self {
-        Self::Bad(e.0)
-    }
-}
-
-impl From<EnclaveError> for Refusal {
-    fn from(e: EnclaveError) -> Self {
-        Self::Failed(e)
-    }
-}
-
 impl Enclave for StatsEnclave {
     /// Restores the round sealed by an earlier run, if any.
     fn on_startup(&mut self, ctx: &mut EnclaveContext<'_>) -> Result<(), EnclaveError> {
-        if let Some(saved) = crate::message::load(ctx, STATE_KEY)? {
-            *self = saved;
-        }
-        Ok(())
+        crate::message::resume(self, STATE_KEY, ctx)
     }
 
     fn receive_mail(
@@ -288,15 +254,7 @@ impl Enclave for StatsEnclave {
     ) -> Result<(), EnclaveError> {
         // A refusal is a reply, not a failed call: the sender learns what to fix.
         // `handle` changes state only once nothing can fail any more.
-        let response = match self.handle(ctx, &mail, routing_hint) {
-            Ok(response) => {
-                // Sealed with this call's replies: a restart resumes the round.
-                crate::message::save(ctx, STATE_KEY, self)?;
-                response
-            }
-            Err(Refusal::Bad(message)) => Response::Error { message },
-            Err(Refusal::Failed(e)) => return Err(e),
-        };
-        ctx.reply(&mail, &response.to_body(), routing_hint)
+        // Sealed with this call's replies: a restart resumes the round.
+        crate::message::answer(self, STATE_KEY, ctx, &mail, routing_hint, Self::handle)
     }
 }

@@ -511,9 +511,15 @@ fn lock_exclusively(path: &Path) -> Result<std::fs::File, StoreError> {
         .write(true)
         .open(&lock_path)
         .map_err(|error| StoreError::Lock { path: lock_path.clone(), error })?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse { path: path.to_owned() }),
-        Err(std::fs::TryLockError::Error(error)) => Err(StoreError::Lock { path: lock_path, error }),
+    // A process forked by this one (an enclave being spawned) holds a copy
+    // of the lock until it execs, a few milliseconds at most: wait that out
+    // before calling the store taken.
+    for _ in 0..25 {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            Err(std::fs::TryLockError::Error(error)) => return Err(StoreError::Lock { path: lock_path, error }),
+        }
     }
+    Err(StoreError::InUse { path: path.to_owned() })
 }
