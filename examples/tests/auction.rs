@@ -1,9 +1,8 @@
 //! The auction enclave in mock mode: an in-process host, one client per party.
 
 use conclave_client::EnclaveClient;
-use conclave_core::EnclaveConstraint;
 use conclave_examples::auction::{self, AuctionEnclave, Response};
-use conclave_host::{EnclaveHost, LocalRelayHandle, mock_identity};
+use conclave_host::{EnclaveHost, LocalRelayHandle};
 
 const TOPIC: &str = "auction";
 
@@ -15,11 +14,7 @@ struct Party {
 
 impl Party {
     fn join(relay: &LocalRelayHandle) -> Self {
-        let code = hex::encode(mock_identity::<AuctionEnclave>().code_hash);
-        let constraint = EnclaveConstraint::parse(&format!("C:{code} SEC:INSECURE")).unwrap();
-        let mut client = EnclaveClient::new(relay.clone(), constraint);
-        client.start().unwrap();
-        Self { client, received: Vec::new() }
+        Self { client: conclave_test_support::mock_client::<AuctionEnclave>(relay), received: Vec::new() }
     }
 
     /// Sends `body` and returns the enclave's direct reply.

@@ -2,22 +2,13 @@
 //! keys, state unsealed from the host's store) resumes the round.
 
 use conclave_client::EnclaveClient;
-use conclave_core::EnclaveConstraint;
 use conclave_enclave::Enclave;
 use conclave_examples::{auction, psi};
-use conclave_host::{EnclaveHost, LocalRelayHandle, mock_identity};
+use conclave_host::{EnclaveHost, LocalRelayHandle};
 
 fn setup<E: Enclave + Default>(parties: usize) -> (LocalRelayHandle, Vec<EnclaveClient<LocalRelayHandle>>) {
     let relay = LocalRelayHandle::in_memory(EnclaveHost::load_mock_restartable::<E>()).unwrap();
-    let code = hex::encode(mock_identity::<E>().code_hash);
-    let constraint = EnclaveConstraint::parse(&format!("C:{code} SEC:INSECURE")).unwrap();
-    let clients = (0..parties)
-        .map(|_| {
-            let mut client = EnclaveClient::new(relay.clone(), constraint.clone());
-            client.start().unwrap();
-            client
-        })
-        .collect();
+    let clients = (0..parties).map(|_| conclave_test_support::mock_client::<E>(&relay)).collect();
     (relay, clients)
 }
 

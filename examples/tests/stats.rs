@@ -1,9 +1,8 @@
 //! The stats enclave in mock mode: an in-process host, one client per party.
 
 use conclave_client::EnclaveClient;
-use conclave_core::EnclaveConstraint;
 use conclave_examples::stats::{self, Response, StatsEnclave, Summary};
-use conclave_host::{EnclaveHost, LocalRelayHandle, mock_identity};
+use conclave_host::{EnclaveHost, LocalRelayHandle};
 
 const TOPIC: &str = "stats";
 
@@ -15,11 +14,7 @@ struct Party {
 
 impl Party {
     fn join(relay: &LocalRelayHandle) -> Self {
-        let code = hex::encode(mock_identity::<StatsEnclave>().code_hash);
-        let constraint = EnclaveConstraint::parse(&format!("C:{code} SEC:INSECURE")).unwrap();
-        let mut client = EnclaveClient::new(relay.clone(), constraint);
-        client.start().unwrap();
-        Self { client, received: Vec::new() }
+        Self { client: conclave_test_support::mock_client::<StatsEnclave>(relay), received: Vec::new() }
     }
 
     /// Sends `body` and returns the enclave's direct reply.
@@ -252,16 +247,12 @@ fn the_helpers_build_what_the_enclave_parses() {
 
 #[test]
 fn the_round_survives_an_enclave_restart() {
-    use conclave_client::EnclaveClient;
     use conclave_examples::stats::{self, StatsEnclave};
-    use conclave_host::{EnclaveHost, LocalRelayHandle, mock_identity};
+    use conclave_host::{EnclaveHost, LocalRelayHandle};
 
     let relay = LocalRelayHandle::in_memory(EnclaveHost::load_mock_restartable::<StatsEnclave>()).unwrap();
-    let code = hex::encode(mock_identity::<StatsEnclave>().code_hash);
-    let constraint = conclave_core::EnclaveConstraint::parse(&format!("C:{code} SEC:INSECURE")).unwrap();
-    let mut parties: Vec<_> = (0..3).map(|_| EnclaveClient::new(relay.clone(), constraint.clone())).collect();
+    let mut parties: Vec<_> = (0..3).map(|_| conclave_test_support::mock_client::<StatsEnclave>(&relay)).collect();
     for (i, party) in parties.iter_mut().enumerate() {
-        party.start().unwrap();
         party.send_mail("stats", &stats::submit(&[i as f64 * 10.0]).unwrap()).unwrap();
     }
     // The host restarts the enclave: new keys, state from the sealed map.
@@ -276,16 +267,12 @@ fn the_round_survives_an_enclave_restart() {
 
 #[test]
 fn replies_queued_before_a_restart_are_still_read_after_it() {
-    use conclave_client::EnclaveClient;
     use conclave_examples::stats::{self, StatsEnclave};
-    use conclave_host::{EnclaveHost, LocalRelayHandle, mock_identity};
+    use conclave_host::{EnclaveHost, LocalRelayHandle};
 
     let relay = LocalRelayHandle::in_memory(EnclaveHost::load_mock_restartable::<StatsEnclave>()).unwrap();
-    let code = hex::encode(mock_identity::<StatsEnclave>().code_hash);
-    let constraint = conclave_core::EnclaveConstraint::parse(&format!("C:{code} SEC:INSECURE")).unwrap();
-    let mut parties: Vec<_> = (0..3).map(|_| EnclaveClient::new(relay.clone(), constraint.clone())).collect();
+    let mut parties: Vec<_> = (0..3).map(|_| conclave_test_support::mock_client::<StatsEnclave>(&relay)).collect();
     for (i, party) in parties.iter_mut().enumerate() {
-        party.start().unwrap();
         party.send_mail("stats", &stats::submit(&[i as f64]).unwrap()).unwrap();
     }
     parties[0].send_mail("stats", &stats::compute()).unwrap().unwrap();

@@ -109,6 +109,22 @@ impl Enclave for ProbeEnclave {
     }
 }
 
+/// The constraint that accepts the mock enclave of type `E` (its mock code
+/// hash, and `SEC:INSECURE` since mock mode protects nothing).
+pub fn mock_constraint<E: Enclave>() -> conclave_core::EnclaveConstraint {
+    let code = hex::encode(conclave_host::mock_identity::<E>().code_hash);
+    conclave_core::EnclaveConstraint::parse(&format!("C:{code} SEC:INSECURE")).expect("a valid constraint")
+}
+
+/// A client with a fresh key that has attested the mock enclave `E` behind `relay`.
+pub fn mock_client<E: Enclave>(
+    relay: &conclave_host::LocalRelayHandle,
+) -> conclave_client::EnclaveClient<conclave_host::LocalRelayHandle> {
+    let mut client = conclave_client::EnclaveClient::new(relay.clone(), mock_constraint::<E>());
+    client.start().expect("the mock enclave attests");
+    client
+}
+
 /// A binary copied into `dir` and signed there with a fresh key: what a
 /// developer does with `conclave sign`. Returns the copy's path and the key.
 pub fn signed_copy(binary: &Path, dir: &Path, product_id: u16, revocation_level: u16) -> (PathBuf, SigningKey) {

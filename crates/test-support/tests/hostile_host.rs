@@ -4,7 +4,7 @@
 
 use conclave_client::{ClientError, EnclaveClient};
 use conclave_core::{EnclaveConstraint, MailRelay, QueuedMail, RelayError};
-use conclave_host::{EnclaveHost, HostError, LocalRelayHandle, mock_identity};
+use conclave_host::{EnclaveHost, HostError, LocalRelayHandle};
 use conclave_test_support::ProbeEnclave;
 
 fn relay() -> LocalRelayHandle {
@@ -12,8 +12,7 @@ fn relay() -> LocalRelayHandle {
 }
 
 fn constraint() -> EnclaveConstraint {
-    let code = hex::encode(mock_identity::<ProbeEnclave>().code_hash);
-    EnclaveConstraint::parse(&format!("C:{code} SEC:INSECURE")).unwrap()
+    conclave_test_support::mock_constraint::<ProbeEnclave>()
 }
 
 fn client<R: MailRelay>(relay: R) -> EnclaveClient<R> {
