@@ -52,12 +52,15 @@ pub fn find(name: &str) -> anyhow::Result<&'static Sample> {
     })
 }
 
-fn factory(name: &str) -> anyhow::Result<Box<dyn Enclave>> {
+fn factory(name: &str) -> anyhow::Result<fn() -> Box<dyn Enclave>> {
+    fn make<E: Enclave + Default>() -> Box<dyn Enclave> {
+        Box::new(E::default())
+    }
     Ok(match name {
-        "reverse" => Box::new(ReverseEnclave::default()),
-        "auction" => Box::new(AuctionEnclave::default()),
-        "stats" => Box::new(StatsEnclave::default()),
-        "psi" => Box::new(PsiEnclave::default()),
+        "reverse" => make::<ReverseEnclave>,
+        "auction" => make::<AuctionEnclave>,
+        "stats" => make::<StatsEnclave>,
+        "psi" => make::<PsiEnclave>,
         other => bail!("unknown example {other:?}"),
     })
 }
@@ -98,7 +101,7 @@ pub fn simulation_host(name: &str, data_dir: &Path) -> anyhow::Result<EnclaveHos
 /// `conclave __enclave <NAME>`: be the enclave process of a sample.
 pub fn run_enclave_process(name: &str) -> ExitCode {
     match factory(name) {
-        Ok(enclave) => conclave_enclave::process::run_enclave_process(move || enclave),
+        Ok(make) => conclave_enclave::process::run_enclave_process(make),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)

@@ -49,4 +49,4 @@ mod state;
 
 pub use client::{ClientError, EnclaveClient, EnclaveReply};
 pub use http::HttpRelay;
-pub use state::{ClientState, EnclaveRun, SeenReplies};
+pub use state::{Attempt, ClientState, KnownRun, PendingMail, ReplyKind, StoredReply};

@@ -25,7 +25,7 @@ use serde_bytes::ByteBuf;
 use crate::HostCommand;
 
 /// The channel version this code speaks.
-pub const CHANNEL_VERSION: u16 = 1;
+pub const CHANNEL_VERSION: u16 = 2;
 
 /// The largest frame either side accepts: a mail of the web host's largest
 /// size plus room for its commands. Anything longer is a protocol error.
@@ -79,6 +79,14 @@ pub enum HostToEnclave {
         /// The bytes.
         bytes: ByteBuf,
     },
+    /// Rebuild the application from this committed state, keeping the keys
+    /// and the run: after a failed store commit or a panic in enclave code.
+    Reset {
+        /// The last committed sealed state.
+        sealed_state: Option<ByteBuf>,
+        /// Stored mail-to-self: (host id, sealed blob), in order.
+        self_mail: Vec<(u64, ByteBuf)>,
+    },
     /// Stop: run `on_shutdown` and exit.
     Stop,
     /// The answer to `CallUntrustedHost`.
@@ -120,13 +128,16 @@ pub enum EnclaveToHost {
         response: Option<ByteBuf>,
         /// The commands the call emitted, in order.
         commands: Vec<HostCommand>,
+        /// `DeliverMail`: what became of the mail, as a stable code
+        /// (`ACCEPTED`, or the rejection's code), for the host's metrics.
+        /// The client learns it from the encrypted answer, not from this.
+        outcome: Option<String>,
     },
-    /// A call failed; nothing of it is to be committed.
+    /// A call failed; nothing of it is to be committed. Only a stable code
+    /// crosses: error text could carry enclave data.
     Failed {
         /// Stable error code (the same as the enclave's error would map to in process).
         code: String,
-        /// Human-readable detail.
-        message: String,
     },
 }
 
@@ -185,6 +196,7 @@ impl core::fmt::Debug for HostToEnclave {
             Self::Start { .. } => "Start",
             Self::DeliverMail { .. } => "DeliverMail",
             Self::CallEnclave { .. } => "CallEnclave",
+            Self::Reset { .. } => "Reset",
             Self::Stop => "Stop",
             Self::HostCallResult { .. } => "HostCallResult",
             Self::EvidenceResult { .. } => "EvidenceResult",
@@ -200,7 +212,7 @@ impl core::fmt::Debug for EnclaveToHost {
             Self::CallUntrustedHost { bytes } => write!(f, "CallUntrustedHost({} bytes)", bytes.len()),
             Self::EvidenceRequest { .. } => f.write_str("EvidenceRequest"),
             Self::Done { commands, .. } => write!(f, "Done({} commands)", commands.len()),
-            Self::Failed { code, message } => write!(f, "Failed({code}: {message})"),
+            Self::Failed { code } => write!(f, "Failed({code})"),
         }
     }
 }
@@ -214,6 +226,7 @@ mod tests {
         let message = EnclaveToHost::Done {
             response: Some(ByteBuf::from(vec![1, 2, 3])),
             commands: vec![HostCommand::PostMail { bytes: vec![9; 100], routing_hint: Some("c".into()) }],
+            outcome: Some("ACCEPTED".into()),
         };
         let frame = encode_frame(&message);
         let len = frame_len(frame[..4].try_into().unwrap()).unwrap();

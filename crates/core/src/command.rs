@@ -19,10 +19,21 @@ pub enum HostCommand {
         routing_hint: Option<String>,
     },
     /// Store this sealed state blob, replacing the previous one.
+    ///
+    /// The state's checkpoint is given in clear: it is not secret, the host
+    /// needs the counter to order commits, and publishing the chain
+    /// (counter, nonce) lets anyone check that one checkpoint descends from
+    /// another (`crate::freshness::state_id`).
     StoreSealedState {
         /// The sealed blob; the host cannot read it.
         #[serde(with = "serde_bytes")]
         blob: Vec<u8>,
+        /// The new state's counter: one more than the state it replaces.
+        counter: u64,
+        /// The new state's id.
+        state_id: [u8; 32],
+        /// The nonce that made the id from its parent's.
+        nonce: [u8; 16],
     },
     /// Keep this sealed mail-to-self and hand it back, in order with the
     /// others, at the enclave's next start.
@@ -44,7 +55,9 @@ impl core::fmt::Debug for HostCommand {
             Self::PostMail { bytes, routing_hint } => {
                 f.debug_struct("PostMail").field("len", &bytes.len()).field("routing_hint", routing_hint).finish()
             }
-            Self::StoreSealedState { blob } => f.debug_struct("StoreSealedState").field("len", &blob.len()).finish(),
+            Self::StoreSealedState { blob, counter, .. } => {
+                f.debug_struct("StoreSealedState").field("len", &blob.len()).field("counter", counter).finish()
+            }
             Self::StoreMailToSelf { blob } => f.debug_struct("StoreMailToSelf").field("len", &blob.len()).finish(),
             Self::DeleteMailToSelf { id } => f.debug_struct("DeleteMailToSelf").field("id", id).finish(),
         }

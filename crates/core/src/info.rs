@@ -10,14 +10,17 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::Serialize;
 use sha2::{Digest, Sha512};
 
-use crate::{keys::PublicKey, security::SecuritySummary};
+use crate::{freshness::StateCheckpoint, keys::PublicKey, security::SecuritySummary};
 
 /// The four bytes an encoded [`EnclaveInstanceInfo`] starts with.
 pub const INFO_MAGIC: [u8; 4] = *b"CEII";
-/// The encoding version this crate writes and reads.
-pub const INFO_VERSION: u16 = 1;
+/// The encoding version this crate writes and reads. Version 2 added the
+/// signed run checkpoint.
+pub const INFO_VERSION: u16 = 2;
 /// Domain separation for the simulated attestation signature.
 const SIMULATION_DOMAIN: &[u8] = b"conclave-simulated-evidence-v1\0";
+/// Domain separation for the run checkpoint's signature.
+const RUN_DOMAIN: &[u8] = b"conclave-run-start-v1\0";
 
 /// How an enclave runs, which decides how much its evidence is worth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -84,6 +87,16 @@ pub enum InfoError {
     /// The data-signing key is not a valid Ed25519 key.
     #[error("data-signing key is not a valid ed25519 public key")]
     BadSigningKey,
+    /// The encryption key is a low-order X25519 point: mail to it would be
+    /// readable by anyone.
+    #[error("encryption key {key} is a low-order point: mail to it would be readable by anyone")]
+    LowOrderEncryptionKey {
+        /// The key.
+        key: String,
+    },
+    /// The run checkpoint's signature does not verify with the data-signing key.
+    #[error("run checkpoint signature is invalid: the attestation was altered")]
+    BadRunSignature,
     /// Real hardware evidence failed verification.
     #[error("{kind} evidence failed verification: {reason}")]
     Hardware {
@@ -260,12 +273,25 @@ pub fn key_binding(data_signing_key: &[u8; 32], encryption_key: &PublicKey) -> [
     h.finalize().into()
 }
 
-/// What a client learns about an enclave: its keys and the evidence binding them.
+/// What a client learns about an enclave: its keys, the evidence binding
+/// them, and the checkpoint of the state this run of the enclave started
+/// from, signed by the data-signing key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnclaveInstanceInfo {
     data_signing_key: [u8; 32],
     encryption_key: PublicKey,
+    run: StateCheckpoint,
+    run_signature: [u8; 64],
     evidence: Evidence,
+}
+
+/// The message the data-signing key signs to vouch for a run's checkpoint.
+pub fn run_message(encryption_key: &PublicKey, run: &StateCheckpoint) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(RUN_DOMAIN.len() + 32 + 40);
+    msg.extend_from_slice(RUN_DOMAIN);
+    msg.extend_from_slice(encryption_key.as_bytes());
+    msg.extend_from_slice(&run.to_bytes());
+    msg
 }
 
 /// The fields a constraint checks, taken from verified evidence.
@@ -300,6 +326,9 @@ pub struct VerifiedEnclaveInfo {
     pub data_signing_key: [u8; 32],
     /// The enclave's X25519 encryption key: where mail goes.
     pub encryption_key: PublicKey,
+    /// The checkpoint of the state this run started from (signed by the
+    /// data-signing key): a state the client has now been shown.
+    pub run: StateCheckpoint,
 }
 
 impl VerifiedEnclaveInfo {
@@ -319,14 +348,33 @@ impl VerifiedEnclaveInfo {
             },
             "data_signing_key": hex::encode(self.data_signing_key),
             "encryption_key": self.encryption_key.to_hex(),
+            "run_checkpoint": self.run.to_string(),
         })
     }
 }
 
 impl EnclaveInstanceInfo {
     /// Assembles an info. Nothing is checked until [`Self::verify`].
-    pub fn new(data_signing_key: [u8; 32], encryption_key: PublicKey, evidence: Evidence) -> Self {
-        Self { data_signing_key, encryption_key, evidence }
+    pub fn new(
+        data_signing_key: [u8; 32],
+        encryption_key: PublicKey,
+        run: StateCheckpoint,
+        run_signature: [u8; 64],
+        evidence: Evidence,
+    ) -> Self {
+        Self { data_signing_key, encryption_key, run, run_signature, evidence }
+    }
+
+    /// Assembles an info, signing the run checkpoint with `signing_key`
+    /// (the enclave's data-signing key).
+    pub fn signed(signing_key: &SigningKey, encryption_key: PublicKey, run: StateCheckpoint, evidence: Evidence) -> Self {
+        let signature = signing_key.sign(&run_message(&encryption_key, &run)).to_bytes();
+        Self::new(signing_key.verifying_key().to_bytes(), encryption_key, run, signature, evidence)
+    }
+
+    /// The checkpoint of the state this run started from (unverified).
+    pub fn run(&self) -> &StateCheckpoint {
+        &self.run
     }
 
     /// The enclave's Ed25519 data-signing key (unverified).
@@ -346,7 +394,13 @@ impl EnclaveInstanceInfo {
 
     /// Verifies the evidence at `now_unix` and checks that it commits to the keys.
     pub fn verify(&self, now_unix: u64) -> Result<VerifiedEnclaveInfo, InfoError> {
-        VerifyingKey::from_bytes(&self.data_signing_key).map_err(|_| InfoError::BadSigningKey)?;
+        let signing = VerifyingKey::from_bytes(&self.data_signing_key).map_err(|_| InfoError::BadSigningKey)?;
+        signing
+            .verify_strict(&run_message(&self.encryption_key, &self.run), &Signature::from_bytes(&self.run_signature))
+            .map_err(|_| InfoError::BadRunSignature)?;
+        if self.encryption_key.is_low_order() {
+            return Err(InfoError::LowOrderEncryptionKey { key: self.encryption_key.to_hex() });
+        }
         let expected = key_binding(&self.data_signing_key, &self.encryption_key);
         let (mode, identity, report_data) = match &self.evidence {
             Evidence::Mock(report) => (
@@ -406,6 +460,7 @@ impl EnclaveInstanceInfo {
             identity,
             data_signing_key: self.data_signing_key,
             encryption_key: self.encryption_key,
+            run: self.run,
         })
     }
 
@@ -416,6 +471,8 @@ impl EnclaveInstanceInfo {
         out.extend_from_slice(&INFO_VERSION.to_be_bytes());
         out.extend_from_slice(&self.data_signing_key);
         out.extend_from_slice(self.encryption_key.as_bytes());
+        out.extend_from_slice(&self.run.to_bytes());
+        out.extend_from_slice(&self.run_signature);
         out.extend_from_slice(&self.evidence.to_bytes());
         out
     }
@@ -432,8 +489,10 @@ impl EnclaveInstanceInfo {
         }
         let data_signing_key = r.array()?;
         let encryption_key = PublicKey::from_bytes(r.array()?);
+        let run = StateCheckpoint::from_bytes(&r.array()?);
+        let run_signature = r.array()?;
         let evidence = Evidence::from_bytes(r.0)?;
-        Ok(Self { data_signing_key, encryption_key, evidence })
+        Ok(Self { data_signing_key, encryption_key, run, run_signature, evidence })
     }
 }
 

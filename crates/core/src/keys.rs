@@ -34,6 +34,18 @@ impl PublicKey {
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
+
+    /// Whether this is a low-order X25519 point (on the curve or its twist,
+    /// in any encoding): every Diffie-Hellman with it gives the all-zero
+    /// secret, so mail to it is readable by anyone and mail from it proves
+    /// nothing. Costs one scalar multiplication; callers that see the same
+    /// key often should remember the answer.
+    pub fn is_low_order(&self) -> bool {
+        // A clamped scalar is a multiple of the cofactor, so it sends exactly
+        // the small-order points (and no others) to the identity.
+        let probe = StaticSecret::from([0x5a; 32]);
+        !probe.diffie_hellman(&DalekPublic::from(self.0)).was_contributory()
+    }
 }
 
 /// As lowercase hex, so keys read well in JSON and can key a JSON map.
@@ -119,6 +131,31 @@ mod tests {
         assert_eq!(json, format!("\"{}\"", "ab".repeat(32)));
         assert_eq!(serde_json::from_str::<PublicKey>(&json).unwrap(), key);
         assert!(serde_json::from_str::<PublicKey>("\"abcd\"").is_err());
+    }
+
+    #[test]
+    fn low_order_points_are_recognised() {
+        // u = 0, u = 1, and u = p - 1 (order 1, 4 and 2); p and p + 1 are
+        // non-canonical encodings of 0 and 1; the top bit is ignored.
+        let mut p_minus_1 = [0xff; 32];
+        p_minus_1[0] = 0xec;
+        p_minus_1[31] = 0x7f;
+        let mut p = p_minus_1;
+        p[0] = 0xed;
+        let mut zero_high_bit = [0u8; 32];
+        zero_high_bit[31] = 0x80;
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        // The two points of order 8.
+        let order8 = |h: &str| -> [u8; 32] { hex::decode(h).unwrap().try_into().unwrap() };
+        let a = order8("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800");
+        let b = order8("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157");
+        for low in [[0u8; 32], one, p_minus_1, p, zero_high_bit, a, b] {
+            assert!(PublicKey::from_bytes(low).is_low_order(), "{}", hex::encode(low));
+        }
+        for _ in 0..8 {
+            assert!(!PrivateKey::generate(&mut OsRng).public_key().is_low_order());
+        }
     }
 
     #[test]

@@ -38,6 +38,8 @@
 pub mod channel;
 pub mod command;
 pub mod constraint;
+pub mod frame;
+pub mod freshness;
 pub mod info;
 pub mod keys;
 pub mod mail;
@@ -47,10 +49,11 @@ pub mod relay;
 pub mod sealing;
 pub mod security;
 pub mod signature;
-pub mod state_frame;
 
 pub use command::HostCommand;
 pub use constraint::{ConstraintError, EnclaveConstraint, Unsatisfied};
+pub use frame::{Answer, FrameError, Rejection, RejectionDetail, RequestFrame, ResponseFrame, ResponseKind};
+pub use freshness::{ChainLink, ChainVerdict, ReplyChain, ReplyChainVerifier, StateCheckpoint};
 pub use info::{
     AttestedIdentity, EnclaveInstanceInfo, EnclaveMode, EnclaveReport, Evidence, InfoError, VerifiedEnclaveInfo,
     key_binding,
@@ -63,7 +66,6 @@ pub use relay::{MailRelay, QueuedMail, RelayError};
 pub use sealing::{Sealer, SealingError, SealingIdentity, SealingPolicy, Unsealed};
 pub use security::SecuritySummary;
 pub use signature::{EnclaveSignature, SignatureError};
-pub use state_frame::StateFrame;
 
 /// Any error of this crate, grouped by the part of the protocol that failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -30,8 +30,10 @@ use crate::keys::{PrivateKey, PublicKey};
 pub const NOISE_PROTOCOL: &str = "Noise_X_25519_AESGCM_SHA256";
 /// The two bytes every mail starts with: `"CM"`.
 pub const MAIL_MAGIC: [u8; 2] = *b"CM";
-/// The wire-format version this crate writes and reads.
-pub const MAIL_VERSION: u8 = 1;
+/// The wire-format version this crate writes and reads. Version 2 added
+/// the request and response frames inside the body (`crate::frame`);
+/// the envelope layout is unchanged from version 1.
+pub const MAIL_VERSION: u8 = 2;
 /// The longest Noise message, and so the longest packet on the wire (tag included).
 pub const MAX_PACKET_LEN: usize = 65535;
 /// The AES-GCM tag that ends every Noise message.
@@ -119,6 +121,13 @@ pub enum MailError {
         expected: String,
         /// The mail's topic.
         actual: String,
+    },
+    /// The sender's key is a low-order X25519 point: anything encrypted to
+    /// it could be read by anyone, so such mail is refused.
+    #[error("mail is from a low-order key {key}, which anyone can impersonate; the sender must use a real key")]
+    LowOrderSender {
+        /// The sender key.
+        key: PublicKey,
     },
     /// The random source failed.
     #[error("random source failed")]

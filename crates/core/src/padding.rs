@@ -6,8 +6,10 @@
 
 use std::collections::VecDeque;
 
-/// How to choose the minimum body size of the next mail.
-#[derive(Debug, Clone, PartialEq)]
+/// How to choose the minimum body size of the next mail. Serialisable, so
+/// a client can keep a policy's history across its own restarts.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum PaddingPolicy {
     /// No padding: the host learns each body's exact length.

@@ -11,19 +11,26 @@
 //!  policy + identity ─┘      └───────► key id (16 bytes, in clear in the blob)
 //! ```
 //!
+//! Under the signer policy the key also depends on the revocation level, as
+//! SGX's depends on ISVSVN: an enclave seals under its own level and can
+//! derive the keys of lower levels (so a fixed version reads what an older
+//! one sealed), never of higher ones (so an old, revoked build cannot read
+//! what a newer one sealed).
+//!
 //! A sealed blob is laid out as follows (all integers big-endian):
 //!
 //! ```text
 //!  offset  size  field
 //!  0       5     magic "CSEAL"
-//!  5       2     version (1)
+//!  5       2     version (2)
 //!  7       1     policy (1 = code hash, 2 = signer and product)
-//!  8       16    key id
-//!  24      12    nonce (random)
-//!  36      n+16  AES-256-GCM ciphertext and tag
+//!  8       2     revocation level the key is bound to (0 under the code-hash policy)
+//!  10      16    key id
+//!  26      12    nonce (random)
+//!  38      n+16  AES-256-GCM ciphertext and tag
 //! ```
 //!
-//! The first 24 bytes, followed by the caller's associated data, are the
+//! The first 26 bytes, followed by the caller's associated data, are the
 //! AEAD's associated data, so the header cannot be changed without detection.
 //! The key id lets [`unseal`] tell "this blob is for another identity" apart
 //! from "this blob was tampered with".
@@ -33,14 +40,18 @@
 //! use rand_core::OsRng;
 //!
 //! let platform_secret = [7u8; 32];
-//! let v1 = SealingIdentity { code_hash: [1; 32], code_signing_key_hash: [2; 32], product_id: 5 };
+//! let v1 = SealingIdentity { code_hash: [1; 32], code_signing_key_hash: [2; 32], product_id: 5, revocation_level: 1 };
 //! let blob = seal(&platform_secret, &v1, SealingPolicy::SignerAndProduct, b"state", b"", &mut OsRng)?;
 //!
 //! // A newer version signed by the same key, with the same product id, reads it.
-//! let v2 = SealingIdentity { code_hash: [9; 32], ..v1 };
+//! let v2 = SealingIdentity { code_hash: [9; 32], revocation_level: 2, ..v1 };
 //! let unsealed = unseal(&platform_secret, &v2, &blob, b"")?;
 //! assert_eq!(&unsealed.plaintext[..], b"state");
 //! assert_eq!(unsealed.policy, SealingPolicy::SignerAndProduct);
+//!
+//! // What v2 seals, the older v1 cannot read.
+//! let newer = seal(&platform_secret, &v2, SealingPolicy::SignerAndProduct, b"new", b"", &mut OsRng)?;
+//! assert!(unseal(&platform_secret, &v1, &newer, b"").is_err());
 //! # Ok::<(), conclave_core::sealing::SealingError>(())
 //! ```
 
@@ -56,7 +67,7 @@ use zeroize::Zeroizing;
 /// The five bytes a sealed blob starts with.
 pub const SEALED_MAGIC: [u8; 5] = *b"CSEAL";
 /// The blob format version this code writes and reads.
-pub const SEALED_VERSION: u16 = 1;
+pub const SEALED_VERSION: u16 = 2;
 
 /// Length of the key id stored in clear in each blob.
 const KEY_ID_LEN: usize = 16;
@@ -64,13 +75,15 @@ const KEY_ID_LEN: usize = 16;
 /// far fewer than 2^32 blobs over its life (one per enclave call at most).
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
-/// Magic, version, policy, key id: the part of the header that is also associated data.
-const AAD_HEADER_LEN: usize = SEALED_MAGIC.len() + 2 + 1 + KEY_ID_LEN;
+/// Magic, version, policy, level, key id: the part of the header that is also associated data.
+const AAD_HEADER_LEN: usize = SEALED_MAGIC.len() + 2 + 1 + 2 + KEY_ID_LEN;
+/// Where the key id starts.
+const KEY_ID_AT: usize = AAD_HEADER_LEN - KEY_ID_LEN;
 const HEADER_LEN: usize = AAD_HEADER_LEN + NONCE_LEN;
 
 /// HKDF salt: names the purpose and the format version, so keys for another
 /// purpose or a future format never coincide with these.
-const HKDF_SALT: &[u8] = b"conclave-sealing-v1";
+const HKDF_SALT: &[u8] = b"conclave-sealing-v2";
 /// HKDF info prefixes. Distinct labels make the key id independent of the key:
 /// publishing the id tells nothing about the key.
 const KEY_LABEL: &[u8] = b"conclave seal key\0";
@@ -125,23 +138,34 @@ pub struct SealingIdentity {
     pub code_signing_key_hash: [u8; 32],
     /// The product id from the enclave's signature.
     pub product_id: u16,
+    /// The revocation level from the enclave's signature.
+    pub revocation_level: u16,
 }
 
 impl SealingIdentity {
     /// The bytes that select the key: the policy tag followed by the identity
     /// fields the policy binds to, in a fixed layout (each policy has its own
     /// length, and the tag comes first, so two selectors never collide).
-    fn selector(&self, policy: SealingPolicy) -> Vec<u8> {
-        let mut selector = Vec::with_capacity(1 + 32 + 2);
+    fn selector(&self, policy: SealingPolicy, level: u16) -> Vec<u8> {
+        let mut selector = Vec::with_capacity(1 + 32 + 2 + 2);
         selector.push(policy.tag());
         match policy {
             SealingPolicy::CodeHash => selector.extend_from_slice(&self.code_hash),
             SealingPolicy::SignerAndProduct => {
                 selector.extend_from_slice(&self.code_signing_key_hash);
                 selector.extend_from_slice(&self.product_id.to_be_bytes());
+                selector.extend_from_slice(&level.to_be_bytes());
             }
         }
         selector
+    }
+
+    /// The level a blob sealed by this identity under `policy` is bound to.
+    fn level(&self, policy: SealingPolicy) -> u16 {
+        match policy {
+            SealingPolicy::CodeHash => 0,
+            SealingPolicy::SignerAndProduct => self.revocation_level,
+        }
     }
 }
 
@@ -151,6 +175,7 @@ impl fmt::Debug for SealingIdentity {
             .field("code_hash", &hex::encode(self.code_hash))
             .field("code_signing_key_hash", &hex::encode(self.code_signing_key_hash))
             .field("product_id", &self.product_id)
+            .field("revocation_level", &self.revocation_level)
             .finish()
     }
 }
@@ -195,6 +220,16 @@ pub enum SealingError {
         /// The policy named in the blob.
         policy: SealingPolicy,
     },
+    /// The blob was sealed under the signer policy by a higher revocation
+    /// level than this enclave's: an older build must not read what a newer
+    /// one sealed.
+    #[error("sealed by revocation level {sealed}, newer than this enclave's level {own}: refusing to unseal")]
+    NewerRevocationLevel {
+        /// The level the blob is bound to.
+        sealed: u16,
+        /// This enclave's level.
+        own: u16,
+    },
     /// The key matched but the ciphertext, header or associated data was changed.
     #[error("sealed blob failed authentication: it was altered or the associated data differs")]
     AuthenticationFailed,
@@ -209,9 +244,9 @@ struct DerivedKey {
     id: [u8; KEY_ID_LEN],
 }
 
-fn derive(platform_secret: &[u8; 32], identity: &SealingIdentity, policy: SealingPolicy) -> DerivedKey {
+fn derive(platform_secret: &[u8; 32], identity: &SealingIdentity, policy: SealingPolicy, level: u16) -> DerivedKey {
     let hkdf = Hkdf::<Sha256>::new(Some(HKDF_SALT), platform_secret);
-    let selector = identity.selector(policy);
+    let selector = identity.selector(policy, level);
     let mut key = Zeroizing::new([0u8; 32]);
     let mut id = [0u8; KEY_ID_LEN];
     // Cannot fail: HKDF-SHA256 produces up to 8160 bytes.
@@ -240,7 +275,8 @@ pub fn seal(
     aad: &[u8],
     rng: &mut (impl RngCore + CryptoRng),
 ) -> Result<Vec<u8>, SealingError> {
-    let derived = derive(platform_secret, identity, policy);
+    let level = identity.level(policy);
+    let derived = derive(platform_secret, identity, policy, level);
     let mut nonce = [0u8; NONCE_LEN];
     rng.fill_bytes(&mut nonce);
 
@@ -248,6 +284,7 @@ pub fn seal(
     blob.extend_from_slice(&SEALED_MAGIC);
     blob.extend_from_slice(&SEALED_VERSION.to_be_bytes());
     blob.push(policy.tag());
+    blob.extend_from_slice(&level.to_be_bytes());
     blob.extend_from_slice(&derived.id);
     blob.extend_from_slice(&nonce);
 
@@ -287,10 +324,20 @@ pub fn unseal(
     }
     let policy = SealingPolicy::from_tag(blob[7]).ok_or(SealingError::Malformed { reason: "unknown policy" })?;
     let (header, ciphertext) = blob.split_at(HEADER_LEN);
-    let key_id = &header[8..AAD_HEADER_LEN];
+    let level = u16::from_be_bytes([header[8], header[9]]);
+    let key_id = &header[KEY_ID_AT..AAD_HEADER_LEN];
     let nonce = &header[AAD_HEADER_LEN..];
+    match policy {
+        SealingPolicy::CodeHash if level != 0 => {
+            return Err(SealingError::Malformed { reason: "a code-hash blob names a revocation level" });
+        }
+        SealingPolicy::SignerAndProduct if level > identity.revocation_level => {
+            return Err(SealingError::NewerRevocationLevel { sealed: level, own: identity.revocation_level });
+        }
+        _ => {}
+    }
 
-    let derived = derive(platform_secret, identity, policy);
+    let derived = derive(platform_secret, identity, policy, level);
     // The key id is public, so a plain comparison leaks nothing worth a
     // constant-time one.
     if key_id != derived.id {
@@ -351,8 +398,12 @@ mod tests {
     use rand_core::{OsRng, impls};
 
     const SECRET: [u8; 32] = [0x5a; 32];
-    const IDENTITY: SealingIdentity =
-        SealingIdentity { code_hash: [0x11; 32], code_signing_key_hash: [0x22; 32], product_id: 7 };
+    const IDENTITY: SealingIdentity = SealingIdentity {
+        code_hash: [0x11; 32],
+        code_signing_key_hash: [0x22; 32],
+        product_id: 7,
+        revocation_level: 3,
+    };
     const POLICIES: [SealingPolicy; 2] = [SealingPolicy::CodeHash, SealingPolicy::SignerAndProduct];
 
     /// A "random" source that returns a fixed byte, for a known-answer test.
@@ -415,6 +466,29 @@ mod tests {
     }
 
     #[test]
+    fn a_lower_revocation_level_cannot_unseal_what_a_higher_one_sealed() {
+        let blob = sealed(SealingPolicy::SignerAndProduct);
+        let older = SealingIdentity { revocation_level: 2, code_hash: [0x98; 32], ..IDENTITY };
+        assert_eq!(
+            unseal(&SECRET, &older, &blob, b"aad").unwrap_err(),
+            SealingError::NewerRevocationLevel { sealed: 3, own: 2 }
+        );
+        // A newer level reads it, and what it seals is bound to its own level.
+        let newer = SealingIdentity { revocation_level: 4, code_hash: [0x99; 32], ..IDENTITY };
+        assert!(unseal(&SECRET, &newer, &blob, b"aad").is_ok());
+        let resealed = seal(&SECRET, &newer, SealingPolicy::SignerAndProduct, b"x", b"", &mut OsRng).unwrap();
+        assert!(unseal(&SECRET, &IDENTITY, &resealed, b"").is_err());
+        // Lowering the level field in the blob does not help: the key id and the tag bind it.
+        let mut lowered = blob.clone();
+        lowered[8..10].copy_from_slice(&2u16.to_be_bytes());
+        assert!(unseal(&SECRET, &older, &lowered, b"aad").is_err());
+        // The code-hash policy ignores levels: the code is the same.
+        let by_code = sealed(SealingPolicy::CodeHash);
+        let relevelled = SealingIdentity { revocation_level: 0, ..IDENTITY };
+        assert!(unseal(&SECRET, &relevelled, &by_code, b"aad").is_ok());
+    }
+
+    #[test]
     fn code_hash_ignores_signer_and_product() {
         // The code hash alone selects the key: the same binary re-signed (or
         // with another product id in its signature) still reads its data.
@@ -464,7 +538,13 @@ mod tests {
                         0..5 => matches!(error, SealingError::Malformed { .. }),
                         5..7 => matches!(error, SealingError::UnsupportedVersion { .. }),
                         7 => matches!(error, SealingError::Malformed { .. } | SealingError::WrongIdentity { .. }),
-                        8..24 => matches!(error, SealingError::WrongIdentity { .. }),
+                        8..10 => matches!(
+                            error,
+                            SealingError::Malformed { .. }
+                                | SealingError::NewerRevocationLevel { .. }
+                                | SealingError::WrongIdentity { .. }
+                        ),
+                        10..26 => matches!(error, SealingError::WrongIdentity { .. }),
                         _ => error == SealingError::AuthenticationFailed,
                     };
                     assert!(expected_kind, "byte {index} bit {bit}: {error:?}");
@@ -496,10 +576,10 @@ mod tests {
     #[test]
     fn another_version_is_named() {
         let mut blob = sealed(SealingPolicy::CodeHash);
-        blob[5..7].copy_from_slice(&2u16.to_be_bytes());
+        blob[5..7].copy_from_slice(&1u16.to_be_bytes());
         let error = unseal(&SECRET, &IDENTITY, &blob, b"aad").unwrap_err();
-        assert_eq!(error, SealingError::UnsupportedVersion { found: 2, supported: 1 });
-        assert_eq!(error.to_string(), "unsupported sealed blob version 2 (this code reads version 1)");
+        assert_eq!(error, SealingError::UnsupportedVersion { found: 1, supported: 2 });
+        assert_eq!(error.to_string(), "unsupported sealed blob version 1 (this code reads version 2)");
     }
 
     #[test]
@@ -516,7 +596,7 @@ mod tests {
         assert!(!unsealed.contains("107, 101"), "plaintext leaked into Debug: {unsealed}");
     }
 
-    /// Freezes the format and the key derivation: a blob sealed by version 1
+    /// Freezes the format and the key derivation: a blob sealed by version 2
     /// must unseal with every later build, and `seal` must keep producing it.
     #[test]
     fn known_answer_blob() {
@@ -531,8 +611,9 @@ mod tests {
     /// Computed independently with Python's `cryptography` package (HKDF-SHA256,
     /// AES-GCM) from the layout in the module docs, not by this code.
     const KNOWN_ANSWER_HEX: &str = concat!(
-        "435345414c0001027ad2ef2be76b4e54904f5574800ea73e",
+        "435345414c0002020003",
+        "82cfe9e22be32734849f5dd6f1e77edb",
         "424242424242424242424242",
-        "15b6e43ffef4a7c0cf3b4c6842583fe43420f6f8bd",
+        "2ca94cf1f9bd2588bc152c37cd80b93e12d79e77ae",
     );
 }

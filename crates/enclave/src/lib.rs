@@ -8,8 +8,13 @@
 //!
 //! The runtime decrypts every mail with the enclave's private key (fresh at
 //! every start), checks the sequence number per (authenticated sender, topic)
-//! so replayed, reordered or skipped mail never reaches application code, and
-//! collects everything the enclave emits during a call into one ordered batch.
+//! and the client's view of the enclave's state, so replayed, reordered or
+//! skipped mail, and mail from a client that has seen a state this enclave
+//! does not descend from, never reach application code (the sender gets an
+//! authenticated rejection instead). Every accepted mail gets an answer in
+//! the call that handles it (the application's reply, or a receipt), every
+//! call that changes anything seals a new state, and everything the enclave
+//! emits during a call comes out as one ordered batch.
 //!
 //! # Getting started
 //!
@@ -42,12 +47,40 @@ pub mod sandbox;
 pub mod sequence;
 pub mod tee;
 
-pub use conclave_core::DecryptedMail as EnclaveMail;
-pub use persistence::{PersistentMap, StateFrame};
-pub use runtime::{CallOutcome, EnclaveContext, EnclaveIdentity, EnclaveRuntime, HostInterface, StartInput};
-pub use sequence::{SequenceError, SequenceTracker};
+pub use persistence::PersistentMap;
+pub use runtime::{
+    CallOutcome, Delivered, EnclaveContext, EnclaveIdentity, EnclaveRuntime, HostInterface, StartInput,
+};
 
-use conclave_core::MailError;
+use conclave_core::{MailError, MailHeader, PublicKey};
+
+/// Makes a fresh enclave value: how the runtime rebuilds the application in
+/// place (same keys, same run) after a panic or a failed commit.
+pub type EnclaveFactory = Box<dyn Fn() -> Box<dyn Enclave> + Send>;
+
+/// A mail that decrypted and passed every check, as the application sees it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EnclaveMail {
+    /// The authenticated header.
+    pub header: MailHeader,
+    /// The sender's static X25519 key, proven by the Noise handshake.
+    pub sender: PublicKey,
+    /// The body (the request frame removed).
+    pub body: Vec<u8>,
+    /// The request id of this attempt; answers name it.
+    pub(crate) request_id: [u8; 16],
+}
+
+impl core::fmt::Debug for EnclaveMail {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // Bodies are private data: show only their length.
+        f.debug_struct("EnclaveMail")
+            .field("header", &self.header)
+            .field("sender", &self.sender)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
 
 /// The trait an enclave implements. Every method runs inside the enclave;
 /// the context is how it talks to the outside.
@@ -114,9 +147,6 @@ pub enum EnclaveError {
     /// The mail could not be decrypted or built.
     #[error(transparent)]
     Mail(#[from] MailError),
-    /// The mail's sequence number was refused.
-    #[error(transparent)]
-    Sequence(#[from] SequenceError),
     /// The application refused the call.
     #[error("enclave refused the call: {0}")]
     Application(String),
@@ -137,13 +167,14 @@ pub enum EnclaveError {
 impl EnclaveError {
     /// The stable code a remote party sees for this error. The host maps
     /// codes to HTTP statuses; this is the one place enclave errors become codes.
+    ///
+    /// None of these is authenticated: a client must never give up a mail
+    /// because of one. The enclave's authenticated answers travel as mail.
     pub fn code(&self) -> &'static str {
         match self {
             Self::Mail(_) => "MAIL_INVALID",
-            Self::Sequence(SequenceError::Replayed { .. }) => "SEQUENCE_REPLAYED",
-            Self::Sequence(SequenceError::Reordered { .. }) => "SEQUENCE_REORDERED",
-            Self::Sequence(SequenceError::Gap { .. }) => "SEQUENCE_GAP",
             Self::Application(_) => "ENCLAVE_REFUSED",
+            Self::Sealing(_) | Self::Persistence(_) => "STATE_REFUSED",
             _ => "ENCLAVE_FAILED",
         }
     }

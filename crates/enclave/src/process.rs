@@ -38,6 +38,12 @@ macro_rules! main {
     };
 }
 
+/// What crosses to the host when enclave code panics: no payload, no
+/// location, since either could carry enclave data (stderr is the host's log).
+fn quiet_panics() {
+    std::panic::set_hook(Box::new(|_| eprintln!("conclave enclave: enclave code panicked (details withheld)")));
+}
+
 /// The framed channel over this process's stdin and stdout.
 struct Channel {
     input: std::io::Stdin,
@@ -124,17 +130,24 @@ impl HostInterface for ChannelHost {
     }
 }
 
+/// Only the stable code crosses: error text could carry enclave data.
 fn failed(error: &EnclaveError) -> EnclaveToHost {
-    EnclaveToHost::Failed { code: error.code().to_owned(), message: error.to_string() }
+    EnclaveToHost::Failed { code: error.code().to_owned() }
 }
 
 fn done(response: Option<Vec<u8>>, commands: Vec<HostCommand>) -> EnclaveToHost {
-    EnclaveToHost::Done { response: response.map(ByteBuf::from), commands }
+    EnclaveToHost::Done { response: response.map(ByteBuf::from), commands, outcome: None }
+}
+
+fn blobs(list: Vec<(u64, ByteBuf)>) -> Vec<(u64, Vec<u8>)> {
+    list.into_iter().map(|(id, blob)| (id, blob.into_vec())).collect()
 }
 
 /// Runs an enclave process: sandbox, handshake, then the call loop until the
 /// host says stop or closes the channel. Returns the process exit code.
-pub fn run_enclave_process(factory: impl FnOnce() -> Box<dyn Enclave>) -> std::process::ExitCode {
+/// `factory` makes the application value, at start and whenever the host
+/// resets the enclave in place.
+pub fn run_enclave_process(factory: impl Fn() -> Box<dyn Enclave> + Send + 'static) -> std::process::ExitCode {
     match serve(factory) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -144,7 +157,8 @@ pub fn run_enclave_process(factory: impl FnOnce() -> Box<dyn Enclave>) -> std::p
     }
 }
 
-fn serve(factory: impl FnOnce() -> Box<dyn Enclave>) -> Result<(), ProcessError> {
+fn serve(factory: impl Fn() -> Box<dyn Enclave> + Send + 'static) -> Result<(), ProcessError> {
+    quiet_panics();
     // Nothing is read before the sandbox is in place.
     let report = enter_sandbox(&SandboxOptions::new())
         .map_err(|e| ProcessError::Protocol(format!("cannot enter the sandbox: {e}")))?;
@@ -179,11 +193,12 @@ fn serve(factory: impl FnOnce() -> Box<dyn Enclave>) -> Result<(), ProcessError>
             let input = StartInput {
                 platform_secret,
                 sealed_state: sealed_state.map(ByteBuf::into_vec),
-                self_mail: self_mail.into_iter().map(|(id, blob)| (id, blob.into_vec())).collect(),
+                self_mail: blobs(self_mail),
                 persistent_map_limit: usize::try_from(persistent_map_limit).unwrap_or(usize::MAX),
             };
             let host = Box::new(ChannelHost { channel: channel.clone() });
-            match EnclaveRuntime::start(factory(), &identity, host, input) {
+            let first = factory();
+            match EnclaveRuntime::start(first, Some(Box::new(factory)), &identity, host, input) {
                 Ok(started) => started,
                 Err(e) => {
                     send(&channel, &failed(&e))?;
@@ -201,6 +216,17 @@ fn serve(factory: impl FnOnce() -> Box<dyn Enclave>) -> Result<(), ProcessError>
             None => return Ok(()),
             Some(HostToEnclave::DeliverMail { mail, routing_hint }) => {
                 match runtime.deliver_mail(&mail, routing_hint.as_deref()) {
+                    Ok(delivered) => EnclaveToHost::Done {
+                        response: None,
+                        commands: delivered.commands,
+                        outcome: Some(delivered.outcome.to_owned()),
+                    },
+                    Err(e) => failed(&e),
+                }
+            }
+            Some(HostToEnclave::Reset { sealed_state, self_mail }) => {
+                let sealed_state = sealed_state.map(ByteBuf::into_vec);
+                match runtime.reset(sealed_state.as_deref(), &blobs(self_mail)) {
                     Ok(commands) => done(None, commands),
                     Err(e) => failed(&e),
                 }

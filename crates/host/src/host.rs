@@ -4,7 +4,7 @@ use std::any::Any;
 
 use conclave_core::{EnclaveInstanceInfo, EnclaveReport, Evidence, HostCommand};
 use conclave_enclave::{
-    CallOutcome, Enclave, EnclaveError, EnclaveIdentity, EnclaveRuntime, HostInterface, StartInput,
+    CallOutcome, Delivered, Enclave, EnclaveError, EnclaveIdentity, EnclaveRuntime, HostInterface, StartInput,
 };
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
@@ -19,8 +19,8 @@ use serde_bytes::ByteBuf;
 /// The host's answer to `call_untrusted_host`: bytes in, optional bytes out.
 pub type HostCallback = Box<dyn FnMut(&[u8]) -> Option<Vec<u8>> + Send>;
 
-/// Makes a fresh enclave value for each (re)start of a mock enclave.
-pub type EnclaveFactory = Box<dyn Fn() -> Box<dyn Enclave> + Send>;
+/// Makes a fresh enclave value for each (re)start or reset of a mock enclave.
+pub type EnclaveFactory = std::sync::Arc<dyn Fn() -> Box<dyn Enclave> + Send + Sync>;
 
 /// How the enclave runs.
 enum Backend {
@@ -95,7 +95,7 @@ impl EnclaveHost {
         Self {
             backend: Backend::Mock {
                 pending: None,
-                factory: Some(Box::new(|| Box::new(E::default()))),
+                factory: Some(std::sync::Arc::new(|| Box::new(E::default()))),
                 identity: mock_identity::<E>(),
                 runtime: None,
             },
@@ -176,13 +176,15 @@ impl EnclaveHost {
                 if runtime.is_some() {
                     return Err(HostError::AlreadyStarted);
                 }
-                let enclave = match (pending.take(), factory) {
+                let enclave = match (pending.take(), &*factory) {
                     (Some(enclave), _) => enclave,
                     (None, Some(factory)) => factory(),
                     (None, None) => return Err(HostError::NotRestartable),
                 };
-                let (started, commands) =
-                    EnclaveRuntime::start(enclave, identity, Box::new(MockHostInterface { callback }), input)?;
+                // The runtime rebuilds the application in place with the same factory.
+                let rebuild = factory.clone().map(|f| -> conclave_enclave::EnclaveFactory { Box::new(move || f()) });
+                let host = Box::new(MockHostInterface { callback });
+                let (started, commands) = EnclaveRuntime::start(enclave, rebuild, identity, host, input)?;
                 *runtime = Some(Box::new(started));
                 Ok(commands)
             }
@@ -208,22 +210,41 @@ impl EnclaveHost {
     }
 
     /// Delivers an encrypted mail; `routing_hint` comes back on the enclave's replies.
-    pub fn deliver_mail(&mut self, mail: &[u8], routing_hint: Option<&str>) -> Result<Vec<HostCommand>, HostError> {
+    pub fn deliver_mail(&mut self, mail: &[u8], routing_hint: Option<&str>) -> Result<Delivered, HostError> {
         if let Backend::Simulation(sim) = &mut self.backend {
             let message = HostToEnclave::DeliverMail {
                 mail: ByteBuf::from(mail.to_vec()),
                 routing_hint: routing_hint.map(str::to_owned),
             };
-            return sim.call(&message).map(|(_, commands)| commands);
+            let (_, commands, outcome) = sim.call(&message)?;
+            let outcome = outcome_code(outcome.as_deref());
+            return Ok(Delivered { commands, outcome });
         }
         Ok(self.runtime()?.deliver_mail(mail, routing_hint)?)
+    }
+
+    /// Rebuilds the enclave's application in place from a committed state,
+    /// keeping its keys and its run (after a failed commit or a panic).
+    pub fn reset(
+        &mut self,
+        sealed_state: Option<Vec<u8>>,
+        self_mail: Vec<(u64, Vec<u8>)>,
+    ) -> Result<Vec<HostCommand>, HostError> {
+        if let Backend::Simulation(sim) = &mut self.backend {
+            let message = HostToEnclave::Reset {
+                sealed_state: sealed_state.map(ByteBuf::from),
+                self_mail: self_mail.into_iter().map(|(id, blob)| (id, ByteBuf::from(blob))).collect(),
+            };
+            return sim.call(&message).map(|(_, commands, _)| commands);
+        }
+        Ok(self.runtime()?.reset(sealed_state.as_deref(), &self_mail)?)
     }
 
     /// Passes bytes to the enclave's `receive_from_untrusted_host`.
     pub fn call_enclave(&mut self, bytes: &[u8]) -> Result<CallOutcome, HostError> {
         if let Backend::Simulation(sim) = &mut self.backend {
             let message = HostToEnclave::CallEnclave { bytes: ByteBuf::from(bytes.to_vec()) };
-            return sim.call(&message).map(|(response, commands)| CallOutcome { response, commands });
+            return sim.call(&message).map(|(response, commands, _)| CallOutcome { response, commands });
         }
         Ok(self.runtime()?.call_enclave(bytes)?)
     }
@@ -244,4 +265,20 @@ impl EnclaveHost {
         let any: &mut dyn Any = runtime.enclave_any_mut();
         any.downcast_mut::<E>()
     }
+}
+
+/// The outcome codes an enclave process may report, as static strings; an
+/// unknown one is reported as such rather than trusted.
+fn outcome_code(code: Option<&str>) -> &'static str {
+    const KNOWN: [&str; 8] = [
+        "ACCEPTED",
+        "SEQUENCE_REPLAYED",
+        "SEQUENCE_GAP",
+        "SEQUENCE_REORDERED",
+        "STATE_ROLLBACK",
+        "STATE_FORK",
+        "STATE_FULL",
+        "BAD_REQUEST",
+    ];
+    code.and_then(|c| KNOWN.iter().find(|k| **k == c).copied()).unwrap_or("UNKNOWN")
 }

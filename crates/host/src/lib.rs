@@ -82,13 +82,12 @@ pub enum HostError {
     /// A simulation enclave could not be loaded or run, or its process died.
     #[error(transparent)]
     Simulation(#[from] simulation::SimulationError),
-    /// A simulation enclave refused or failed a call (the code is the enclave's).
-    #[error("enclave failed the call: {message}")]
+    /// A simulation enclave refused or failed a call. Only the code crosses
+    /// the boundary: error text could carry enclave data.
+    #[error("enclave failed the call ({code})")]
     EnclaveRemote {
         /// The stable code the enclave gave.
         code: String,
-        /// Its message.
-        message: String,
     },
     /// The enclave refused or failed the call.
     #[error(transparent)]
@@ -110,12 +109,10 @@ impl HostError {
             Self::Enclave(e) => e.code(),
             // A simulation enclave reports the code its own error maps to;
             // only codes an enclave can produce pass through.
-            Self::EnclaveRemote { code, .. } => match code.as_str() {
+            Self::EnclaveRemote { code } => match code.as_str() {
                 "MAIL_INVALID" => "MAIL_INVALID",
-                "SEQUENCE_REPLAYED" => "SEQUENCE_REPLAYED",
-                "SEQUENCE_REORDERED" => "SEQUENCE_REORDERED",
-                "SEQUENCE_GAP" => "SEQUENCE_GAP",
                 "ENCLAVE_REFUSED" => "ENCLAVE_REFUSED",
+                "STATE_REFUSED" => "STATE_REFUSED",
                 _ => "ENCLAVE_FAILED",
             },
             Self::Simulation(_) => "ENCLAVE_FAILED",

@@ -11,7 +11,7 @@ use conclave_enclave::StartInput;
 
 use crate::{
     EnclaveHost, HostError,
-    store::{Batch, Store},
+    store::{Batch, ChainEntry, Store},
 };
 
 /// Replies the enclave sent with no routing hint are queued under this id.
@@ -70,20 +70,33 @@ pub struct HostService {
     config: ServiceConfig,
     traffic: Vec<Traffic>,
     restarts: u64,
+    resets: u64,
+    failed_commits: u64,
+    last_outcome: &'static str,
 }
 
 impl HostService {
     /// Takes a loaded host and its store. An enclave not yet started is
     /// started from the store's sealed state and mail-to-self.
     pub fn new(host: EnclaveHost, store: Store, config: ServiceConfig) -> Result<Self, HostError> {
-        let mut service = Self { host, store, config, traffic: Vec::new(), restarts: 0 };
+        let mut service = Self {
+            host,
+            store,
+            config,
+            traffic: Vec::new(),
+            restarts: 0,
+            resets: 0,
+            failed_commits: 0,
+            last_outcome: "NONE",
+        };
         if !service.host.is_started() {
             service.start_enclave()?;
         }
         Ok(service)
     }
 
-    /// Starts the enclave from what the store holds and commits its start-up commands.
+    /// Starts the enclave from what the store holds and commits its start-up
+    /// commands (the run's own state first), before anything is served.
     fn start_enclave(&mut self) -> Result<(), HostError> {
         let input = StartInput {
             platform_secret: self.config.platform_secret,
@@ -92,8 +105,19 @@ impl HostService {
             persistent_map_limit: self.config.persistent_map_limit,
         };
         let commands = self.host.start_with(None, input)?;
-        self.commit(commands, None)?;
+        if let Err(error) = self.commit_batch(commands, None) {
+            // A run whose own state is not stored must not serve: every later
+            // commit of it would be refused anyway. Try again at the next request.
+            self.host.close();
+            return Err(error);
+        }
         Ok(())
+    }
+
+    /// Starts the enclave if it is not running (an earlier start could not
+    /// commit, e.g. on a full disk).
+    fn ensure_started(&mut self) -> Result<(), HostError> {
+        if self.host.is_started() { Ok(()) } else { self.start_enclave() }
     }
 
     /// Stops the enclave and starts it again from the last committed state
@@ -109,8 +133,28 @@ impl HostService {
         self.restarts
     }
 
+    /// How many times the enclave was reset in place (same keys) to the
+    /// last committed state, after a failed commit or a panic.
+    pub fn resets(&self) -> u64 {
+        self.resets
+    }
+
+    /// How many store commits have failed.
+    pub fn failed_commits(&self) -> u64 {
+        self.failed_commits
+    }
+
+    /// What became of the last delivered mail: `ACCEPTED`, a rejection's
+    /// code (`SEQUENCE_REPLAYED`, `STATE_ROLLBACK`, …), or `NONE`. The
+    /// enclave reports it in clear for metrics; clients learn it from the
+    /// encrypted answer.
+    pub fn last_outcome(&self) -> &'static str {
+        self.last_outcome
+    }
+
     /// The encoded EnclaveInstanceInfo of the running enclave.
-    pub fn attestation(&self) -> Result<Vec<u8>, HostError> {
+    pub fn attestation(&mut self) -> Result<Vec<u8>, HostError> {
+        self.ensure_started()?;
         Ok(self.host.enclave_instance_info()?.encode())
     }
 
@@ -143,34 +187,84 @@ impl HostService {
         if queued >= self.config.max_queued_replies {
             return Err(HostError::ReplyQueueFull { correlation_id: correlation_id.to_owned(), queued });
         }
+        self.ensure_started()?;
         self.record(true, correlation_id, mail.len());
-        let commands = self.host.deliver_mail(mail, Some(correlation_id)).map_err(|e| self.recover(e))?;
-        self.commit(commands, Some(correlation_id))
+        self.last_outcome = "NONE";
+        let delivered = self.host.deliver_mail(mail, Some(correlation_id)).map_err(|e| self.recover(e))?;
+        let first = self.commit(delivered.commands, Some(correlation_id))?;
+        self.last_outcome = delivered.outcome;
+        Ok(first)
     }
 
     /// Passes bytes to the enclave and commits what it did; returns its answer.
     pub fn call_enclave(&mut self, bytes: &[u8]) -> Result<Option<Vec<u8>>, HostError> {
+        self.ensure_started()?;
         let outcome = self.host.call_enclave(bytes).map_err(|e| self.recover(e))?;
         self.commit(outcome.commands, None)?;
         Ok(outcome.response)
     }
 
-    /// After an enclave process died mid-call (nothing of that call was
-    /// committed), starts it again from the last committed batch so the next
-    /// client finds it running, with new keys. Returns the original error.
+    /// After a failed call (nothing of it was committed): if the enclave
+    /// process died, starts it again from the last committed state, with new
+    /// keys; if enclave code panicked, resets it in place to that state,
+    /// keeping its keys. Returns the original error.
     fn recover(&mut self, error: HostError) -> HostError {
-        if matches!(error, HostError::Simulation(crate::simulation::SimulationError::Crashed { .. })) {
+        let crashed = matches!(error, HostError::Simulation(crate::simulation::SimulationError::Crashed { .. }));
+        let failed = error.code() == "ENCLAVE_FAILED" && !crashed;
+        if crashed {
             tracing::warn!("{error}; restarting the enclave from the last committed state");
             if let Err(restart) = self.restart_enclave() {
                 tracing::error!("restarting the enclave failed: {restart}");
             }
+        } else if failed {
+            tracing::warn!("{error}; resetting the enclave to the last committed state");
+            self.reset_enclave();
         }
         error
+    }
+
+    /// Rebuilds the enclave in place from the store (same keys, same run);
+    /// if that fails, restarts it.
+    fn reset_enclave(&mut self) {
+        let reset = self
+            .store
+            .sealed_state()
+            .and_then(|state| Ok((state, self.store.self_mail()?)))
+            .map_err(HostError::from)
+            .and_then(|(state, self_mail)| self.host.reset(state, self_mail));
+        match reset {
+            Ok(commands) => {
+                self.resets += 1;
+                if let Err(error) = self.commit_batch(commands, None) {
+                    tracing::error!("committing the reset enclave's start-up failed: {error}");
+                }
+            }
+            Err(error) => {
+                tracing::error!("resetting the enclave failed: {error}; restarting it");
+                if let Err(restart) = self.restart_enclave() {
+                    tracing::error!("restarting the enclave failed: {restart}");
+                }
+            }
+        }
     }
 
     /// Commits one call's commands as one transaction; returns the first
     /// reply routed to `direct`.
     fn commit(&mut self, commands: Vec<HostCommand>, direct: Option<&str>) -> Result<Option<QueuedMail>, HostError> {
+        self.commit_batch(commands, direct).inspect_err(|error| {
+            // The enclave has moved on in memory but nothing of the call was
+            // stored: put it back on the last committed state, keeping its
+            // keys, so the two cannot drift apart and clients need not re-attest.
+            tracing::error!("{error}; resetting the enclave to the last committed state");
+            self.reset_enclave();
+        })
+    }
+
+    fn commit_batch(
+        &mut self,
+        commands: Vec<HostCommand>,
+        direct: Option<&str>,
+    ) -> Result<Option<QueuedMail>, HostError> {
         let mut batch = Batch::default();
         if let Some(id) = direct {
             batch.correlation_ids.push(id.to_owned());
@@ -182,26 +276,17 @@ impl HostService {
                     self.record(false, &hint, bytes.len());
                     batch.replies.push((hint, bytes));
                 }
-                HostCommand::StoreSealedState { blob } => batch.sealed_state = Some(blob),
+                HostCommand::StoreSealedState { blob, counter, state_id, nonce } => {
+                    batch.states.push(ChainEntry { counter, state_id, nonce });
+                    batch.sealed_state = Some(blob);
+                }
                 HostCommand::StoreMailToSelf { blob } => batch.self_mail.push(blob),
                 HostCommand::DeleteMailToSelf { id } => batch.delete_self_mail.push(id),
                 _ => {}
             }
         }
         let first = direct.and_then(|d| batch.replies.iter().position(|(hint, _)| hint == d));
-        let ids = match self.store.commit(&batch) {
-            Ok(ids) => ids,
-            Err(error) => {
-                // The enclave has moved on in memory but nothing of the call
-                // was stored: start it again from the last committed batch so
-                // the two cannot drift apart.
-                tracing::error!("{error}; restarting the enclave from the last committed state");
-                if let Err(restart) = self.restart_enclave() {
-                    tracing::error!("restarting the enclave failed: {restart}");
-                }
-                return Err(error.into());
-            }
-        };
+        let ids = self.store.commit(&batch).inspect_err(|_| self.failed_commits += 1)?;
         Ok(first.map(|i| QueuedMail { id: ids[i], bytes: batch.replies.swap_remove(i).1 }))
     }
 

@@ -211,6 +211,9 @@ pub fn simulated_attestation_key(data_dir: &Path) -> Result<SigningKey, Simulati
     decode_signing_key(text.trim()).map_err(|cause| SimulationError::SignatureInvalid { signature: path, cause })
 }
 
+/// What an enclave call answers: its response, its commands, its outcome code.
+pub(crate) type CallAnswer = (Option<Vec<u8>>, Vec<HostCommand>, Option<String>);
+
 struct EnclaveProcess {
     child: Child,
     stdin: ChildStdin,
@@ -329,22 +332,25 @@ impl SimulationBackend {
             self_mail: input.self_mail.into_iter().map(|(id, blob)| (id, ByteBuf::from(blob))).collect(),
             persistent_map_limit: input.persistent_map_limit as u64,
         };
-        let (info, commands) = self.call(&start)?;
+        let (info, commands, _) = self.call(&start)?;
         let info = info.ok_or_else(|| SimulationError::Protocol("start returned no attestation".into()))?;
         self.info = Some(EnclaveInstanceInfo::decode(&info).map_err(|e| SimulationError::Protocol(e.to_string()))?);
         Ok(commands)
     }
 
-    /// Sends one enclave call and serves its ocalls until it answers.
-    pub(crate) fn call(&mut self, message: &HostToEnclave) -> Result<(Option<Vec<u8>>, Vec<HostCommand>), HostError> {
+    /// Sends one enclave call and serves its ocalls until it answers:
+    /// (response, commands, outcome code).
+    pub(crate) fn call(&mut self, message: &HostToEnclave) -> Result<CallAnswer, HostError> {
         if self.process.is_none() {
             return Err(HostError::NotStarted);
         }
         self.send(message)?;
         loop {
             match self.receive()? {
-                EnclaveToHost::Done { response, commands } => return Ok((response.map(ByteBuf::into_vec), commands)),
-                EnclaveToHost::Failed { code, message } => return Err(HostError::EnclaveRemote { code, message }),
+                EnclaveToHost::Done { response, commands, outcome } => {
+                    return Ok((response.map(ByteBuf::into_vec), commands, outcome));
+                }
+                EnclaveToHost::Failed { code } => return Err(HostError::EnclaveRemote { code }),
                 EnclaveToHost::CallUntrustedHost { bytes } => {
                     let result = match &mut self.callback {
                         Some(callback) => Ok(callback(&bytes).map(ByteBuf::from)),
@@ -438,7 +444,7 @@ impl SimulationBackend {
 
     /// Asks the enclave to stop, then makes sure the process is gone.
     pub(crate) fn stop(&mut self) -> Vec<HostCommand> {
-        let commands = self.call(&HostToEnclave::Stop).map(|(_, c)| c).unwrap_or_default();
+        let commands = self.call(&HostToEnclave::Stop).map(|(_, c, _)| c).unwrap_or_default();
         if let Some(mut p) = self.process.take() {
             drop(p.stdin);
             // Give it a moment to exit by itself, then make sure.

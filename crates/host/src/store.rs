@@ -25,7 +25,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 /// The schema version this code creates and reads, kept in SQLite's
 /// `user_version` header field so it can be read before any table is trusted.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Written to SQLite's `application_id` header field, so the host refuses to
 /// use some other application's database as its store. ASCII "Ccls".
@@ -35,17 +35,26 @@ const APPLICATION_ID: i32 = 0x4363_6c73;
 /// it; the web host should reject longer ids before they reach the store.
 pub const MAX_CORRELATION_ID_LEN: usize = 256;
 
-/// Version 1 of the schema. Ids are `AUTOINCREMENT` so an id is never reused
+/// Version 2 of the schema. Ids are `AUTOINCREMENT` so an id is never reused
 /// after deletion: a client that acknowledges a stale id can never delete a
-/// newer reply that happened to get the same number.
-const SCHEMA_V1: &str = "
+/// newer reply that happened to get the same number. The sealed state's
+/// counter is kept beside it (in clear: it is not secret) so that every
+/// commit can check it continues the stored state, and `chain` keeps the
+/// public links of the state chain (counter, id, nonce).
+const SCHEMA_V2: &str = "
     CREATE TABLE meta (
         key   TEXT PRIMARY KEY,
         value BLOB NOT NULL
     ) WITHOUT ROWID;
     CREATE TABLE sealed_state (
-        slot  INTEGER PRIMARY KEY CHECK (slot = 0),
-        blob  BLOB NOT NULL
+        slot    INTEGER PRIMARY KEY CHECK (slot = 0),
+        blob    BLOB NOT NULL,
+        counter INTEGER NOT NULL CHECK (counter >= 0)
+    );
+    CREATE TABLE chain (
+        counter  INTEGER PRIMARY KEY CHECK (counter > 0),
+        state_id BLOB NOT NULL CHECK (length(state_id) = 32),
+        nonce    BLOB NOT NULL CHECK (length(nonce) = 16)
     );
     CREATE TABLE self_mail (
         id    INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -64,6 +73,17 @@ const SCHEMA_V1: &str = "
     CREATE INDEX replies_by_correlation_id ON replies (correlation_id, id);
 ";
 
+/// One link of the enclave's state chain, as the enclave reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainEntry {
+    /// The state's counter.
+    pub counter: u64,
+    /// The state's id.
+    pub state_id: [u8; 32],
+    /// The nonce that made the id from the previous one.
+    pub nonce: [u8; 16],
+}
+
 /// The output of one enclave call, committed atomically by [`Store::commit`].
 ///
 /// Within the transaction the parts are applied in field order; they touch
@@ -74,6 +94,10 @@ pub struct Batch {
     /// The enclave's new sealed state, replacing the previous one; `None`
     /// keeps the previous one.
     pub sealed_state: Option<Vec<u8>>,
+    /// The states the call sealed, in order (the last is `sealed_state`).
+    /// The first must follow the stored state's counter by one, or the
+    /// commit is refused: two writers never interleave states.
+    pub states: Vec<ChainEntry>,
     /// Mail the enclave posted to itself, appended in this order.
     pub self_mail: Vec<Vec<u8>>,
     /// Ids of self mail the enclave has absorbed. Ids that are already gone
@@ -131,6 +155,28 @@ pub enum StoreError {
         path: PathBuf,
         /// SQLite's error.
         cause: rusqlite::Error,
+    },
+    /// The batch's first state does not follow the stored one: another writer
+    /// committed in between, or the enclave and the store are out of step.
+    #[error("store {path}: the enclave's state {found} does not follow the stored state {stored}")]
+    Conflict {
+        /// The database file.
+        path: PathBuf,
+        /// The stored state's counter.
+        stored: u64,
+        /// The counter of the batch's first state.
+        found: u64,
+    },
+    /// The file was written by an older host whose sealed state this one cannot read.
+    #[error(
+        "store {path} has schema version {found}, written by an older conclave whose sealed state this version \
+         cannot read; start this host with a new data directory"
+    )]
+    OlderSchema {
+        /// The database file.
+        path: PathBuf,
+        /// The schema version found in the file.
+        found: u32,
     },
     /// The file was written by a newer host with a schema this code cannot read.
     #[error("store {path} has schema version {found}, newer than this host reads ({supported}); upgrade the host")]
@@ -238,6 +284,7 @@ impl Store {
             (APPLICATION_ID, found) if found > SCHEMA_VERSION => {
                 Err(StoreError::NewerSchema { path: self.path.clone(), found, supported: SCHEMA_VERSION })
             }
+            (APPLICATION_ID, found @ 1..) => Err(StoreError::OlderSchema { path: self.path.clone(), found }),
             (APPLICATION_ID, _) => Err(self.inconsistent("schema version older than any this code wrote")),
             // A new, empty file gets the schema; a database with tables but
             // no marks belongs to someone else and is left alone.
@@ -258,7 +305,7 @@ impl Store {
         // The pragmas are transactional in SQLite, so the schema and the
         // marks that say it exists appear together.
         let sql = format!(
-            "BEGIN IMMEDIATE; {SCHEMA_V1} PRAGMA application_id = {APPLICATION_ID}; \
+            "BEGIN IMMEDIATE; {SCHEMA_V2} PRAGMA application_id = {APPLICATION_ID}; \
              PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         );
         self.connection.execute_batch(&sql).map_err(|cause| {
@@ -293,8 +340,30 @@ impl Store {
                 put_meta.execute(params![key, value]).map_err(error("storing a meta value"))?;
             }
         }
+        if let Some(first) = batch.states.first() {
+            let stored: i64 = transaction
+                .query_row("SELECT counter FROM sealed_state WHERE slot = 0", [], |row| row.get(0))
+                .optional()
+                .map_err(error("reading the stored state's counter"))?
+                .unwrap_or(0);
+            let stored = row_id(stored, path)?;
+            if first.counter != stored.saturating_add(1) {
+                return Err(StoreError::Conflict { path: path.to_owned(), stored, found: first.counter });
+            }
+            let mut link = transaction.prepare_cached(PUT_CHAIN).map_err(error("preparing the chain update"))?;
+            for entry in &batch.states {
+                let counter = i64::try_from(entry.counter).map_err(|_| StoreError::Inconsistent {
+                    path: path.to_owned(),
+                    reason: "a state counter beyond 2^63",
+                })?;
+                link.execute(params![counter, &entry.state_id[..], &entry.nonce[..]])
+                    .map_err(error("storing a chain link"))?;
+            }
+        }
         if let Some(blob) = &batch.sealed_state {
-            transaction.execute(PUT_SEALED_STATE, [blob]).map_err(error("storing the sealed state"))?;
+            let counter = batch.states.last().map_or(0, |e| e.counter);
+            let counter = i64::try_from(counter).unwrap_or(i64::MAX);
+            transaction.execute(PUT_SEALED_STATE, params![blob, counter]).map_err(error("storing the sealed state"))?;
         }
         {
             let mut delete = transaction
@@ -331,6 +400,41 @@ impl Store {
         }
         transaction.commit().map_err(error("committing a batch"))?;
         Ok(reply_ids)
+    }
+
+    /// The counter of the last sealed state committed (0 if none).
+    pub fn state_counter(&self) -> Result<u64, StoreError> {
+        let counter: Option<i64> = self
+            .connection
+            .query_row("SELECT counter FROM sealed_state WHERE slot = 0", [], |row| row.get(0))
+            .optional()
+            .map_err(self.error("reading the sealed state's counter"))?;
+        row_id(counter.unwrap_or(0), &self.path)
+    }
+
+    /// The links of the state chain from `from` to `to` (inclusive), in order.
+    pub fn chain(&self, from: u64, to: u64) -> Result<Vec<ChainEntry>, StoreError> {
+        let from = i64::try_from(from).unwrap_or(i64::MAX);
+        let to = i64::try_from(to).unwrap_or(i64::MAX);
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT counter, state_id, nonce FROM chain WHERE counter BETWEEN ?1 AND ?2 ORDER BY counter")
+            .map_err(self.error("reading the state chain"))?;
+        let rows = statement
+            .query_map(params![from, to], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?, row.get::<_, Vec<u8>>(2)?))
+            })
+            .map_err(self.error("reading the state chain"))?;
+        rows.map(|row| {
+            let (counter, id, nonce) = row.map_err(self.error("reading the state chain"))?;
+            let bad = || self.inconsistent("a chain link of the wrong length");
+            Ok(ChainEntry {
+                counter: row_id(counter, &self.path)?,
+                state_id: id.try_into().map_err(|_| bad())?,
+                nonce: nonce.try_into().map_err(|_| bad())?,
+            })
+        })
+        .collect()
     }
 
     /// The last sealed state committed, if any.
@@ -457,11 +561,16 @@ impl Store {
         self.connection.execute(PUT_META, params![key, value]).map(drop).map_err(self.error("storing a meta value"))
     }
 
-    /// Replaces the sealed state with `blob` outside any batch. This is what
-    /// a malicious host does to roll the enclave back; tests use it to check
-    /// that the enclave and its clients notice.
-    pub fn replace_sealed_state_for_testing_only(&mut self, blob: &[u8]) -> Result<(), StoreError> {
-        self.connection.execute(PUT_SEALED_STATE, [blob]).map(drop).map_err(self.error("replacing the sealed state"))
+    /// Replaces the sealed state with `blob` (whose counter is `counter`)
+    /// outside any batch. This is what a malicious host does to roll the
+    /// enclave back; tests use it to check that the enclave and its clients
+    /// notice.
+    pub fn replace_sealed_state_for_testing_only(&mut self, blob: &[u8], counter: u64) -> Result<(), StoreError> {
+        let counter = i64::try_from(counter).unwrap_or(i64::MAX);
+        self.connection
+            .execute(PUT_SEALED_STATE, params![blob, counter])
+            .map(drop)
+            .map_err(self.error("replacing the sealed state"))
     }
 
     /// Wraps an SQLite error with `action` and this store's path.
@@ -476,8 +585,12 @@ impl Store {
 
 const PUT_META: &str =
     "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
-const PUT_SEALED_STATE: &str =
-    "INSERT INTO sealed_state (slot, blob) VALUES (0, ?1) ON CONFLICT (slot) DO UPDATE SET blob = excluded.blob";
+const PUT_SEALED_STATE: &str = "INSERT INTO sealed_state (slot, blob, counter) VALUES (0, ?1, ?2) \
+     ON CONFLICT (slot) DO UPDATE SET blob = excluded.blob, counter = excluded.counter";
+/// A link replaces one at the same counter: after a rollback the log follows
+/// the branch the enclave is on.
+const PUT_CHAIN: &str = "INSERT INTO chain (counter, state_id, nonce) VALUES (?1, ?2, ?3) \
+     ON CONFLICT (counter) DO UPDATE SET state_id = excluded.state_id, nonce = excluded.nonce";
 const RECORD_CORRELATION_ID: &str =
     "INSERT INTO correlation_ids (correlation_id, first_seen_unix) VALUES (?1, ?2) ON CONFLICT DO NOTHING";
 

@@ -6,6 +6,9 @@
 //! (simulation mode).
 #![deny(missing_docs)]
 
+pub mod hostile;
+pub mod webhost;
+
 use std::path::{Path, PathBuf};
 
 use conclave_core::{EnclaveSignature, signature::code_hash};
@@ -15,16 +18,21 @@ use ed25519_dalek::SigningKey;
 /// An enclave for tests. Mail bodies are commands:
 ///
 /// - `count`: increments the counter in the persistent map; replies with it.
+/// - `peek`: replies with the counter, unchanged.
 /// - `note:<text>`: posts `<text>` to itself as mail-to-self; replies `ok`.
 /// - `replayed`: replies with the mail-to-self bodies handed back at start, joined by `,`.
 /// - `forget`: deletes every mail-to-self handed back at start; replies `ok`.
 /// - `fail`: changes the map, then fails the call (the change must not survive).
+/// - `refuse:<text>`: refuses the mail with `<text>` as the application's message.
+/// - `panic`: changes the map, then panics (enclave code must not take the host down).
+/// - `silent`: counts, and does not reply (the runtime sends a receipt).
 /// - anything else: echoes it.
 ///
 /// Host calls (`call_enclave`): `open-file`, `connect:<addr>` and `spawn-thread`
 /// try what the sandbox refuses and answer with what happened; `chdir` makes
 /// a system call the sandbox kills the process for; `crash` aborts the
-/// process; `count` answers with the counter.
+/// process; `panic` panics; `refuse:<text>` fails with `<text>`; `count`
+/// answers with the counter.
 #[derive(Debug, Default)]
 pub struct ProbeEnclave {
     replayed: Vec<SelfMail>,
@@ -48,6 +56,7 @@ impl Enclave for ProbeEnclave {
                 ctx.persistent_map().insert("count", next.to_be_bytes().to_vec())?;
                 next.to_string()
             }
+            "peek" => counter(ctx).to_string(),
             "replayed" => self.replayed.iter().map(|m| String::from_utf8_lossy(&m.body)).collect::<Vec<_>>().join(","),
             "forget" => {
                 for mail in self.replayed.drain(..) {
@@ -59,13 +68,25 @@ impl Enclave for ProbeEnclave {
                 ctx.persistent_map().insert("count", 999u64.to_be_bytes().to_vec())?;
                 return Err(EnclaveError::application("asked to fail"));
             }
-            other => match other.strip_prefix("note:") {
-                Some(text) => {
+            "panic" => {
+                ctx.persistent_map().insert("count", 999u64.to_be_bytes().to_vec())?;
+                panic!("asked to panic");
+            }
+            "silent" => {
+                let next = counter(ctx) + 1;
+                ctx.persistent_map().insert("count", next.to_be_bytes().to_vec())?;
+                return Ok(());
+            }
+            other => {
+                if let Some(text) = other.strip_prefix("note:") {
                     ctx.post_mail_to_self("notes", text.as_bytes())?;
                     "ok".to_owned()
+                } else if let Some(text) = other.strip_prefix("refuse:") {
+                    return Err(EnclaveError::application(text));
+                } else {
+                    other.to_owned()
                 }
-                None => other.to_owned(),
-            },
+            }
         };
         ctx.reply(&mail, reply.as_bytes(), routing_hint)
     }
@@ -97,13 +118,19 @@ impl Enclave for ProbeEnclave {
                 Err(e) => format!("refused: {e}"),
             },
             "count" => counter(ctx).to_string(),
-            other => match other.strip_prefix("connect:") {
-                Some(addr) => match std::net::TcpStream::connect(addr) {
-                    Ok(_) => "connected".to_owned(),
-                    Err(e) => format!("refused: {e}"),
-                },
-                None => format!("unknown request {other:?}"),
-            },
+            "panic" => panic!("asked to panic"),
+            other => {
+                if let Some(addr) = other.strip_prefix("connect:") {
+                    match std::net::TcpStream::connect(addr) {
+                        Ok(_) => "connected".to_owned(),
+                        Err(e) => format!("refused: {e}"),
+                    }
+                } else if let Some(text) = other.strip_prefix("refuse:") {
+                    return Err(EnclaveError::application(text));
+                } else {
+                    format!("unknown request {other:?}")
+                }
+            }
         };
         Ok(Some(answer.into_bytes()))
     }
