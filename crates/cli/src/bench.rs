@@ -27,9 +27,8 @@ use anyhow::{Context, anyhow, bail, ensure};
 use clap::Args;
 use conclave_client::{EnclaveClient, HttpRelay};
 use conclave_core::{
-    EnclaveConstraint, MailRelay, PostOffice, PrivateKey, QueuedMail, RelayError, decrypt_mail,
-    Answer, ReplyChain, RequestFrame, ResponseFrame, ResponseKind, StateCheckpoint,
-    freshness::ChainLink,
+    Answer, EnclaveConstraint, MailRelay, PostOffice, PrivateKey, QueuedMail, RelayError, ReplyChain, RequestFrame,
+    ResponseFrame, ResponseKind, StateCheckpoint, decrypt_mail, freshness::ChainLink,
 };
 use conclave_examples::reverse::{ReverseEnclave, reversed};
 use conclave_host::{

@@ -10,7 +10,7 @@ use std::{
 };
 
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
-use conclave_core::{EnclaveInstanceInfo, PostOffice, PrivateKey, StateFrame};
+use conclave_core::{EnclaveInstanceInfo, PostOffice, PrivateKey, ReplyChain, RequestFrame, ResponseFrame};
 use rand_core::OsRng;
 
 const BIN: &str = env!("CARGO_BIN_EXE_conclave");
@@ -335,7 +335,8 @@ fn attestation_show() {
     // Evidence that does not commit to the keys: decodes, does not verify.
     let info = EnclaveInstanceInfo::decode(&bytes).unwrap();
     let other_key = PrivateKey::generate(&mut OsRng).public_key();
-    let forged = EnclaveInstanceInfo::new(*info.data_signing_key(), other_key, info.evidence().clone());
+    let forged =
+        EnclaveInstanceInfo::new(*info.data_signing_key(), other_key, *info.run(), [0; 64], info.evidence().clone());
     let forged_file = dir.path().join("forged.bin");
     std::fs::write(&forged_file, forged.encode()).unwrap();
     let refused = conclave(&["attestation", "show", forged_file.to_str().unwrap()]);
@@ -359,6 +360,11 @@ fn poll_http(url: &str, correlation_id: &str) -> Vec<(u64, Vec<u8>)> {
         .collect()
 }
 
+/// A client mail body: the request frame of a client that has seen nothing yet.
+fn framed(body: &[u8]) -> Vec<u8> {
+    RequestFrame { request_id: [1; 16], chain: ReplyChain::START, runs: Vec::new() }.wrap(body)
+}
+
 #[test]
 fn sigkill_loses_no_committed_reply() {
     let dir = tempfile::tempdir().unwrap();
@@ -370,7 +376,7 @@ fn sigkill_loses_no_committed_reply() {
     // Three mails; their replies stay queued because nobody acknowledges them...
     let mut ids = Vec::new();
     for body in ["one", "two", "three"] {
-        let mail = post_office.encrypt_mail(body.as_bytes(), &mut OsRng).unwrap();
+        let mail = post_office.encrypt_mail(&framed(body.as_bytes()), &mut OsRng).unwrap();
         let mut response =
             agent().post(format!("{}/v1/mail", host.url)).header("Correlation-ID", "durable").send(&mail[..]).unwrap();
         assert_eq!(response.status(), 200);
@@ -402,7 +408,7 @@ fn sigkill_loses_no_committed_reply() {
         .map(|(_, bytes)| {
             let mail = post_office.decrypt_mail(bytes).unwrap();
             assert_eq!(&mail.sender, &enclave_key);
-            StateFrame::unwrap(&mail.body).unwrap().1.to_vec()
+            ResponseFrame::unwrap(&mail.body).unwrap().1.to_vec()
         })
         .collect();
     assert_eq!(bodies, [b"owt".to_vec(), b"eerht".to_vec()]);
@@ -410,7 +416,7 @@ fn sigkill_loses_no_committed_reply() {
     // The restarted enclave serves new mail (with new keys).
     let new_key = *EnclaveInstanceInfo::decode(&attestation_bytes(&host.url)).unwrap().encryption_key();
     let mut fresh = PostOffice::new(PrivateKey::generate(&mut OsRng), new_key, "t").unwrap();
-    let mail = fresh.encrypt_mail(b"after", &mut OsRng).unwrap();
+    let mail = fresh.encrypt_mail(&framed(b"after"), &mut OsRng).unwrap();
     let status = agent()
         .post(format!("{}/v1/mail", host.url))
         .header("Correlation-ID", "durable")

@@ -15,10 +15,9 @@ use std::{
 };
 
 use conclave_core::{
-    ChainVerdict, ConstraintError, EnclaveConstraint, EnclaveInstanceInfo, InfoError, MailError, MailHeader,
-    MailRelay, PaddingPolicy, PublicKey, QueuedMail, Rejection, RejectionDetail, RelayError, RequestFrame,
-    ResponseFrame, ResponseKind, StateCheckpoint, VerifiedEnclaveInfo, decrypt_mail, encrypt_mail,
-    mail::validate_topic,
+    ChainVerdict, ConstraintError, EnclaveConstraint, EnclaveInstanceInfo, InfoError, MailError, MailHeader, MailRelay,
+    PaddingPolicy, PublicKey, QueuedMail, Rejection, RejectionDetail, RelayError, RequestFrame, ResponseFrame,
+    ResponseKind, StateCheckpoint, VerifiedEnclaveInfo, decrypt_mail, encrypt_mail, mail::validate_topic,
 };
 use rand_core::{OsRng, RngCore};
 
@@ -107,6 +106,20 @@ pub enum ClientError {
         rejection: Rejection,
         /// The enclave's numbers.
         detail: RejectionDetail,
+    },
+    /// The enclave (authenticated) has already processed this mail number,
+    /// yet this client has no answer for it among the replies the enclave
+    /// says it sent.
+    #[error(
+        "the enclave has already processed mail {sequence_number} on topic {topic:?}, but this client has no \
+         answer for it: this client's state file is out of date (restored from a backup?), or the host is \
+         showing it another copy of the enclave"
+    )]
+    AlreadyProcessed {
+        /// The topic.
+        topic: String,
+        /// The number.
+        sequence_number: u64,
     },
     /// The enclave answered a mail this client never sent.
     #[error(
@@ -429,7 +442,8 @@ impl<R: MailRelay> EnclaveClient<R> {
         }
         let number = self.state.next_sequence_numbers.get(topic).copied().unwrap_or(0);
         self.state.next_sequence_numbers.insert(topic.to_owned(), number + 1);
-        let pending = PendingMail { sequence_number: number, body: encode(body), attempts: Vec::new(), processed: false };
+        let pending =
+            PendingMail { sequence_number: number, body: encode(body), attempts: Vec::new(), processed: false };
         self.state.pending.insert(topic.to_owned(), pending);
         self.settle(topic)
     }
@@ -509,7 +523,11 @@ impl<R: MailRelay> EnclaveClient<R> {
                 Err(error) if error.code == UNREACHABLE => {
                     let number = self.state.pending.get(topic).map_or(0, |p| p.sequence_number);
                     self.persist()?;
-                    return Err(ClientError::Unsettled { topic: topic.to_owned(), sequence_number: number, last: error });
+                    return Err(ClientError::Unsettled {
+                        topic: topic.to_owned(),
+                        sequence_number: number,
+                        last: error,
+                    });
                 }
                 Err(error) => last = error,
             }
@@ -740,7 +758,10 @@ impl<R: MailRelay> EnclaveClient<R> {
             }
             let next = self.state.next_sequence_numbers.get(topic).copied().unwrap_or(0);
             if answer.sequence_number >= next {
-                self.fail(ClientError::UnexpectedAnswer { topic: topic.to_owned(), sequence_number: answer.sequence_number });
+                self.fail(ClientError::UnexpectedAnswer {
+                    topic: topic.to_owned(),
+                    sequence_number: answer.sequence_number,
+                });
                 return Ok(());
             }
             answers = Some(answer.sequence_number);
@@ -759,9 +780,10 @@ impl<R: MailRelay> EnclaveClient<R> {
                 }
             }
         }
-        let settles = frame.answers.as_ref().is_some_and(|a| {
-            self.state.pending.get(topic).is_some_and(|p| p.sequence_number == a.sequence_number)
-        });
+        let settles = frame
+            .answers
+            .as_ref()
+            .is_some_and(|a| self.state.pending.get(topic).is_some_and(|p| p.sequence_number == a.sequence_number));
         let kind = if frame.kind == ResponseKind::Refused { ReplyKind::Refused } else { ReplyKind::Reply };
         let reply =
             EnclaveReply { topic: topic.to_owned(), sequence_number: index, body, state: frame.state, answers, kind };
@@ -793,7 +815,8 @@ impl<R: MailRelay> EnclaveClient<R> {
         let Some(answer) = &frame.answers else { return };
         let request = hex::encode(answer.request_id);
         let Some(pending) = self.state.pending.get_mut(&answer.topic) else { return };
-        if pending.sequence_number != answer.sequence_number || !pending.attempts.iter().any(|a| a.request_id == request)
+        if pending.sequence_number != answer.sequence_number
+            || !pending.attempts.iter().any(|a| a.request_id == request)
         {
             // An old rejection, of an attempt this client no longer has.
             return;
@@ -805,11 +828,7 @@ impl<R: MailRelay> EnclaveClient<R> {
                 pending.processed = true;
                 self.announced = self.announced.max(detail.chain_index);
                 if detail.chain_index <= self.state.chain.head.index {
-                    self.fail(ClientError::Fork(format!(
-                        "the enclave says mail {} on topic {topic:?} was processed, but its answer is not among the \
-                         {} replies it records for this client",
-                        answer.sequence_number, detail.chain_index
-                    )));
+                    self.fail(ClientError::AlreadyProcessed { topic, sequence_number: answer.sequence_number });
                 }
             }
             Rejection::Rollback => self.fail(ClientError::Rollback {
@@ -821,7 +840,9 @@ impl<R: MailRelay> EnclaveClient<R> {
                  run this client attested)",
                 self.state.chain.head.index, detail.chain_index
             ))),
-            other => self.fail(ClientError::Rejected { topic, received: answer.sequence_number, rejection: other, detail }),
+            other => {
+                self.fail(ClientError::Rejected { topic, received: answer.sequence_number, rejection: other, detail })
+            }
         }
     }
 }

@@ -8,9 +8,7 @@
 use std::collections::BTreeMap;
 
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
-use conclave_core::{
-    EnclaveConstraint, PaddingPolicy, PrivateKey, PublicKey, ReplyChainVerifier, StateCheckpoint,
-};
+use conclave_core::{EnclaveConstraint, PaddingPolicy, PrivateKey, PublicKey, ReplyChainVerifier, StateCheckpoint};
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
 

@@ -65,7 +65,8 @@ impl core::str::FromStr for StateCheckpoint {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let (counter, id) = text.split_once(':').ok_or("a checkpoint is written counter:id")?;
         let counter = counter.parse().map_err(|_| "the counter of a checkpoint is a whole number")?;
-        let id = hex::decode(id).ok().and_then(|b| b.try_into().ok()).ok_or("the id of a checkpoint is 64 hex digits")?;
+        let id =
+            hex::decode(id).ok().and_then(|b| b.try_into().ok()).ok_or("the id of a checkpoint is 64 hex digits")?;
         Ok(Self { counter, id })
     }
 }

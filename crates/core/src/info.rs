@@ -367,7 +367,12 @@ impl EnclaveInstanceInfo {
 
     /// Assembles an info, signing the run checkpoint with `signing_key`
     /// (the enclave's data-signing key).
-    pub fn signed(signing_key: &SigningKey, encryption_key: PublicKey, run: StateCheckpoint, evidence: Evidence) -> Self {
+    pub fn signed(
+        signing_key: &SigningKey,
+        encryption_key: PublicKey,
+        run: StateCheckpoint,
+        evidence: Evidence,
+    ) -> Self {
         let signature = signing_key.sign(&run_message(&encryption_key, &run)).to_bytes();
         Self::new(signing_key.verifying_key().to_bytes(), encryption_key, run, signature, evidence)
     }
@@ -395,12 +400,6 @@ impl EnclaveInstanceInfo {
     /// Verifies the evidence at `now_unix` and checks that it commits to the keys.
     pub fn verify(&self, now_unix: u64) -> Result<VerifiedEnclaveInfo, InfoError> {
         let signing = VerifyingKey::from_bytes(&self.data_signing_key).map_err(|_| InfoError::BadSigningKey)?;
-        signing
-            .verify_strict(&run_message(&self.encryption_key, &self.run), &Signature::from_bytes(&self.run_signature))
-            .map_err(|_| InfoError::BadRunSignature)?;
-        if self.encryption_key.is_low_order() {
-            return Err(InfoError::LowOrderEncryptionKey { key: self.encryption_key.to_hex() });
-        }
         let expected = key_binding(&self.data_signing_key, &self.encryption_key);
         let (mode, identity, report_data) = match &self.evidence {
             Evidence::Mock(report) => (
@@ -454,6 +453,13 @@ impl EnclaveInstanceInfo {
                 expected: hex::encode(expected),
                 actual: hex::encode(report_data),
             });
+        }
+        // The keys are the evidence's; the run checkpoint is the signing key's word.
+        signing
+            .verify_strict(&run_message(&self.encryption_key, &self.run), &Signature::from_bytes(&self.run_signature))
+            .map_err(|_| InfoError::BadRunSignature)?;
+        if self.encryption_key.is_low_order() {
+            return Err(InfoError::LowOrderEncryptionKey { key: self.encryption_key.to_hex() });
         }
         Ok(VerifiedEnclaveInfo {
             mode,

@@ -2,7 +2,7 @@
 
 use conclave_core::{
     ConstraintError, EnclaveConstraint, EnclaveInstanceInfo, EnclaveMode, EnclaveReport, Evidence, InfoError,
-    PrivateKey, SecuritySummary, Unsatisfied, key_binding,
+    PrivateKey, SecuritySummary, StateCheckpoint, Unsatisfied, key_binding,
 };
 use ed25519_dalek::SigningKey;
 use rand_core::OsRng;
@@ -11,8 +11,12 @@ const CODE: [u8; 32] = [0xc0; 32];
 const SIGNER: [u8; 32] = [0x51; 32];
 const NOW: u64 = 1_800_000_000;
 
+/// The run checkpoint these infos carry.
+const RUN: StateCheckpoint = StateCheckpoint { counter: 1, id: [0x12; 32] };
+
 fn info_with(evidence: impl FnOnce(EnclaveReport) -> Evidence) -> EnclaveInstanceInfo {
-    let signing = SigningKey::generate(&mut OsRng).verifying_key().to_bytes();
+    let signing_key = SigningKey::generate(&mut OsRng);
+    let signing = signing_key.verifying_key().to_bytes();
     let encryption = PrivateKey::generate(&mut OsRng).public_key();
     let report = EnclaveReport {
         code_hash: CODE,
@@ -22,7 +26,12 @@ fn info_with(evidence: impl FnOnce(EnclaveReport) -> Evidence) -> EnclaveInstanc
         report_data: key_binding(&signing, &encryption),
         timestamp_unix: NOW - 60,
     };
-    EnclaveInstanceInfo::new(signing, encryption, evidence(report))
+    EnclaveInstanceInfo::signed(&signing_key, encryption, RUN, evidence(report))
+}
+
+/// The same info with another encryption key (and no valid run signature).
+fn with_key(info: &EnclaveInstanceInfo, key: conclave_core::PublicKey) -> EnclaveInstanceInfo {
+    EnclaveInstanceInfo::new(*info.data_signing_key(), key, *info.run(), [0; 64], info.evidence().clone())
 }
 
 fn mock_info() -> EnclaveInstanceInfo {
@@ -50,8 +59,8 @@ fn decode_rejects_damage() {
         assert!(EnclaveInstanceInfo::decode(&bytes[..len]).is_err(), "prefix of {len} bytes accepted");
     }
     let mut bad = bytes.clone();
-    bad[5] = 2;
-    assert_eq!(EnclaveInstanceInfo::decode(&bad), Err(InfoError::UnsupportedVersion { found: 2, supported: 1 }));
+    bad[5] = 1;
+    assert_eq!(EnclaveInstanceInfo::decode(&bad), Err(InfoError::UnsupportedVersion { found: 1, supported: 2 }));
     let mut long = bytes;
     long.push(0);
     assert!(EnclaveInstanceInfo::decode(&long).is_err());
@@ -78,7 +87,7 @@ fn verify_reports_mode_identity_and_insecurity() {
 fn a_swapped_key_breaks_the_binding() {
     for info in [mock_info(), simulated_info()] {
         let other = PrivateKey::generate(&mut OsRng).public_key();
-        let swapped = EnclaveInstanceInfo::new(*info.data_signing_key(), other, info.evidence().clone());
+        let swapped = with_key(&info, other);
         assert!(matches!(swapped.verify(NOW), Err(InfoError::KeyBindingMismatch { .. })));
         // Tampering with the encoded key is caught the same way.
         let mut bytes = info.encode();
@@ -89,11 +98,46 @@ fn a_swapped_key_breaks_the_binding() {
 }
 
 #[test]
+fn the_run_checkpoint_is_signed_by_the_data_signing_key() {
+    let info = mock_info();
+    assert_eq!(info.verify(NOW).unwrap().run, RUN);
+    // Any change to the checkpoint, or a signature by another key, is refused.
+    let mut bytes = info.encode();
+    bytes[4 + 2 + 64 + 7] ^= 1;
+    assert_eq!(EnclaveInstanceInfo::decode(&bytes).unwrap().verify(NOW), Err(InfoError::BadRunSignature));
+    let forged = EnclaveInstanceInfo::new(
+        *info.data_signing_key(),
+        *info.encryption_key(),
+        RUN,
+        [7; 64],
+        info.evidence().clone(),
+    );
+    assert_eq!(forged.verify(NOW), Err(InfoError::BadRunSignature));
+}
+
+#[test]
+fn a_low_order_encryption_key_is_refused() {
+    let low = conclave_core::PublicKey::from_bytes([0; 32]);
+    let signing_key = SigningKey::generate(&mut OsRng);
+    let signing = signing_key.verifying_key().to_bytes();
+    let report = EnclaveReport {
+        code_hash: CODE,
+        code_signing_key_hash: SIGNER,
+        product_id: 3,
+        revocation_level: 2,
+        report_data: key_binding(&signing, &low),
+        timestamp_unix: NOW,
+    };
+    let info = EnclaveInstanceInfo::signed(&signing_key, low, RUN, Evidence::Mock(report));
+    assert!(matches!(info.verify(NOW), Err(InfoError::LowOrderEncryptionKey { .. })));
+}
+
+#[test]
 fn simulated_evidence_signature_covers_the_report() {
     let info = simulated_info();
     let mut bytes = info.encode();
     // Flip a bit of the code hash inside the evidence.
-    let evidence_start = 4 + 2 + 32 + 32 + 1 + 4;
+    let evidence_start = 4 + 2 + 32 + 32 + 40 + 64 + 1 + 4;
     bytes[evidence_start] ^= 1;
     let decoded = EnclaveInstanceInfo::decode(&bytes).unwrap();
     assert_eq!(decoded.verify(NOW), Err(InfoError::BadSimulationSignature));
@@ -233,7 +277,7 @@ fn canonical_form_parses_back_to_the_same_constraint() {
 fn a_tampered_binding_fails_the_constraint_check() {
     let info = mock_info();
     let other = PrivateKey::generate(&mut OsRng).public_key();
-    let swapped = EnclaveInstanceInfo::new(*info.data_signing_key(), other, info.evidence().clone());
+    let swapped = with_key(&info, other);
     let c = EnclaveConstraint::parse(&format!("{} SEC:INSECURE", c())).unwrap();
     assert!(matches!(c.check(&swapped, NOW), Err(ConstraintError::Attestation(InfoError::KeyBindingMismatch { .. }))));
 }
@@ -250,8 +294,12 @@ fn hardware_evidence_is_verified_and_bound_to_the_keys() {
         quote: std::fs::read(data.join("sgx_quote")).unwrap(),
         collateral: std::fs::read(data.join("sgx_quote_collateral.json")).unwrap(),
     });
-    let signing = SigningKey::generate(&mut OsRng).verifying_key().to_bytes();
-    let info = EnclaveInstanceInfo::new(signing, PrivateKey::generate(&mut OsRng).public_key(), evidence);
+    let info = EnclaveInstanceInfo::signed(
+        &SigningKey::generate(&mut OsRng),
+        PrivateKey::generate(&mut OsRng).public_key(),
+        RUN,
+        evidence,
+    );
     let decoded = EnclaveInstanceInfo::decode(&info.encode()).unwrap();
     assert_eq!(decoded, info);
 

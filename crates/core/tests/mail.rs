@@ -235,7 +235,7 @@ fn wrong_version_is_named() {
     let (alice, enclave) = keys();
     let mut mail = sample(&alice, &enclave, b"x");
     mail[2] = 9;
-    assert_eq!(decrypt_mail(&enclave, &mail), Err(MailError::UnsupportedVersion { found: 9, supported: 1 }));
+    assert_eq!(decrypt_mail(&enclave, &mail), Err(MailError::UnsupportedVersion { found: 9, supported: 2 }));
 }
 
 #[test]

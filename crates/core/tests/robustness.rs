@@ -22,7 +22,8 @@ use std::{
 
 use conclave_attestation::HardwareEvidence;
 use conclave_core::{
-    EnclaveConstraint, EnclaveInstanceInfo, EnclaveReport, Evidence, MailDecryptor, MailHeader, PrivateKey, StateFrame,
+    EnclaveConstraint, EnclaveInstanceInfo, EnclaveReport, Evidence, MailDecryptor, MailHeader, PrivateKey,
+    RequestFrame, ResponseFrame,
     channel::{self, EnclaveToHost, HostToEnclave, MAX_FRAME_LEN},
     command::HostCommand,
     decrypt_mail, encrypt_mail, key_binding,
@@ -439,7 +440,7 @@ fn check_channel(input: &[u8]) -> Result<(), String> {
 
 const PLATFORM_SECRET: [u8; 32] = [0x5a; 32];
 const SEALING_IDENTITY: SealingIdentity =
-    SealingIdentity { code_hash: [0x11; 32], code_signing_key_hash: [0x22; 32], product_id: 7 };
+    SealingIdentity { code_hash: [0x11; 32], code_signing_key_hash: [0x22; 32], product_id: 7, revocation_level: 3 };
 
 /// Sealing: only a genuine blob unseals, and only to its own plaintext.
 fn check_sealed(input: &[u8], genuine: &[(Vec<u8>, Vec<u8>)]) -> Result<(), String> {
@@ -477,9 +478,13 @@ fn check_signing_key(text: &str) -> Result<(), String> {
     }
 }
 
-fn check_state_frame(input: &[u8]) -> Result<(), String> {
-    if let Some((frame, rest)) = StateFrame::unwrap(input) {
-        ensure(frame.wrap(rest) == input, || "state frame re-wraps differently".into())?;
+/// Request and response frames: what splits re-wraps to the same bytes.
+fn check_frame(input: &[u8]) -> Result<(), String> {
+    if let Ok((frame, rest)) = RequestFrame::unwrap(input) {
+        ensure(frame.wrap(rest) == input, || "request frame re-wraps differently".into())?;
+    }
+    if let Ok((frame, rest)) = ResponseFrame::unwrap(input) {
+        ensure(frame.wrap(rest) == input, || "response frame re-wraps differently".into())?;
     }
     Ok(())
 }
@@ -532,7 +537,8 @@ fn report(rng: &mut Rng, data_signing_key: &[u8; 32], encryption_key: &conclave_
 /// Encoded infos (mock, simulated, and with a small synthetic hardware
 /// evidence) and their length fields.
 fn sample_infos(rng: &mut Rng) -> Vec<(Vec<u8>, Vec<Field>)> {
-    let signing = SigningKey::from_bytes(&rng.array()).verifying_key().to_bytes();
+    let signing_key = SigningKey::from_bytes(&rng.array());
+    let signing = signing_key.verifying_key().to_bytes();
     let encryption = PrivateKey::from_bytes(rng.array()).public_key();
     let attestation_key = SigningKey::from_bytes(&rng.array());
     let evidences = [
@@ -544,13 +550,17 @@ fn sample_infos(rng: &mut Rng) -> Vec<(Vec<u8>, Vec<Field>)> {
     evidences
         .into_iter()
         .map(|evidence| {
-            let bytes = EnclaveInstanceInfo::new(signing, encryption, evidence).encode();
-            // Version, evidence length, then the hardware encoding's version, tag and field lengths.
-            let mut fields = vec![Field { at: 4, width: 2 }, Field { at: 70, width: 1 }, Field { at: 71, width: 4 }];
-            if bytes[70] == 3 {
-                fields.push(Field { at: 75, width: 1 });
-                fields.push(Field { at: 76, width: 1 });
-                let mut at = 77;
+            let run = conclave_core::StateCheckpoint { counter: 1, id: rng.array() };
+            let bytes = EnclaveInstanceInfo::signed(&signing_key, encryption, run, evidence).encode();
+            // Version, evidence kind and length (after the keys, the run
+            // checkpoint and its signature), then the hardware encoding's
+            // version, tag and field lengths.
+            const K: usize = 4 + 2 + 64 + 40 + 64;
+            let mut fields = vec![Field { at: 4, width: 2 }, Field { at: K, width: 1 }, Field { at: K + 1, width: 4 }];
+            if bytes[K] == 3 {
+                fields.push(Field { at: K + 5, width: 1 });
+                fields.push(Field { at: K + 6, width: 1 });
+                let mut at = K + 7;
                 while at + 4 <= bytes.len() {
                     fields.push(Field { at, width: 4 });
                     at += 4 + read_be(&bytes, at, 4) as usize;
@@ -608,12 +618,18 @@ fn enclave_messages(rng: &mut Rng) -> Vec<EnclaveToHost> {
             response: Some(ByteBuf::from(rng.bytes(30))),
             commands: vec![
                 HostCommand::PostMail { bytes: rng.bytes(50), routing_hint: Some("c".into()) },
-                HostCommand::StoreSealedState { blob: rng.bytes(20) },
+                HostCommand::StoreSealedState {
+                    blob: rng.bytes(20),
+                    counter: 4,
+                    state_id: rng.array(),
+                    nonce: rng.array(),
+                },
                 HostCommand::StoreMailToSelf { blob: rng.bytes(9) },
                 HostCommand::DeleteMailToSelf { id: 77 },
             ],
+            outcome: Some("ACCEPTED".into()),
         },
-        EnclaveToHost::Failed { code: "enclave-error".into(), message: "boom".into() },
+        EnclaveToHost::Failed { code: "enclave-error".into() },
     ]
 }
 
@@ -690,7 +706,7 @@ fn instance_info_and_evidence_survive_random_and_mutated_input() {
     }
     assert!(EnclaveInstanceInfo::decode(&simulated).unwrap().verify(NOW).is_ok(), "the simulated sample verifies");
 
-    let starts: [&[u8]; 2] = [b"CEII\x00\x01", &simulated[..70]];
+    let starts: [&[u8]; 2] = [b"CEII\x00\x02", &simulated[..174]];
     for input in random_inputs(&mut rng, 1500, &starts) {
         run("info", &input, || check_info(&input, &simulated));
     }
@@ -699,9 +715,9 @@ fn instance_info_and_evidence_survive_random_and_mutated_input() {
         let input = mutate(&mut rng, info, fields);
         run("info", &input, || check_info(&input, &simulated));
         // The evidence alone, and the report inside it.
-        let evidence = &input[input.len().min(70)..];
+        let evidence = &input[input.len().min(174)..];
         run("evidence", evidence, || check_evidence(evidence));
-        let report = &info[75..info.len().min(75 + 140)];
+        let report = &info[179..info.len().min(179 + 140)];
         let report = mutate(&mut rng, report, &[]);
         run("evidence", &report, || check_evidence(&report));
     }
@@ -1000,19 +1016,30 @@ fn signature_files_and_signing_keys_survive_random_and_mutated_input() {
 }
 
 #[test]
-fn state_frames_survive_random_and_mutated_input() {
+fn frames_survive_random_and_mutated_input() {
+    use conclave_core::{Answer, ReplyChain, ResponseKind, StateCheckpoint, freshness::ChainLink};
     let mut rng = Rng::new(9);
-    // Built from bytes: the frame's fields grow with the rollback protocol.
-    let mut genuine = vec![1u8];
-    genuine.extend(rng.bytes(conclave_core::state_frame::STATE_FRAME_LEN - 1));
-    genuine.extend_from_slice(b"reply body");
-    assert!(StateFrame::unwrap(&genuine).is_some(), "the sample frame splits");
+    let run_checkpoint = StateCheckpoint { counter: 3, id: [7; 32] };
+    let request = RequestFrame {
+        request_id: [1; 16],
+        chain: ReplyChain { index: 2, digest: [2; 32] },
+        runs: vec![run_checkpoint],
+    };
+    let response = ResponseFrame {
+        kind: ResponseKind::Reply,
+        state: run_checkpoint,
+        link: Some(ChainLink { index: 3, previous: [4; 32] }),
+        answers: Some(Answer { topic: "t".into(), sequence_number: 5, request_id: [1; 16] }),
+    };
+    let genuine = [request.wrap(b"mail body"), response.wrap(b"reply body")];
     for input in random_inputs(&mut rng, 2000, &[&[1]]) {
-        run("state-frame", &input, || check_state_frame(&input));
+        run("frame", &input, || check_frame(&input));
     }
-    for _ in 0..3000 {
-        let input = mutate(&mut rng, &genuine, &[Field { at: 0, width: 1 }]);
-        run("state-frame", &input, || check_state_frame(&input));
+    for sample in &genuine {
+        for _ in 0..3000 {
+            let input = mutate(&mut rng, sample, &[Field { at: 0, width: 1 }]);
+            run("frame", &input, || check_frame(&input));
+        }
     }
 }
 
@@ -1053,7 +1080,7 @@ fn regressions_replay() {
                 "sealed" => check_sealed(&input, &sealed),
                 "signature" => check_signature(&input, &genuine_signature, &[1; 32]),
                 "signing-key" => check_signing_key(&text),
-                "state-frame" => check_state_frame(&input),
+                "frame" => check_frame(&input),
                 other => Err(format!("no parser is named {other:?}; see tests/regressions/README.md")),
             };
             within(&name, Duration::from_secs(2), || run(&parser, &input, check));

@@ -1,15 +1,21 @@
-//! Known-answer vectors: the exact bytes of a mail and of an
-//! EnclaveInstanceInfo, kept as data files so that another implementation
-//! (and `docs/wire-format.md`) can be checked against them.
+//! Known-answer vectors: the exact bytes of mail, frames and attestations,
+//! and the verdicts of the freshness rules, kept as data files so that every
+//! client (Rust, TypeScript, Python) and `docs/wire-format.md` can be
+//! checked against the same bytes.
 //!
 //! Regenerate with `CONCLAVE_REGENERATE_VECTORS=1 cargo test -p conclave-core --test vectors`
-//! only when the wire format version changes.
+//! only when a format's version changes; the files are then reviewed by hand.
 
 use std::path::PathBuf;
 
 use conclave_core::{
-    EnclaveInstanceInfo, EnclaveReport, Evidence, MailHeader, PrivateKey, decrypt_mail, encrypt_mail, key_binding,
+    Answer, ChainLink, ChainVerdict, EnclaveInstanceInfo, EnclaveReport, Evidence, MailHeader, PrivateKey, Rejection,
+    RejectionDetail, ReplyChain, ReplyChainVerifier, RequestFrame, ResponseFrame, ResponseKind, StateCheckpoint,
+    decrypt_mail, encrypt_mail,
+    freshness::{FreshnessRefusal, check_request, state_id},
+    key_binding,
 };
+use ed25519_dalek::SigningKey;
 use rand_core::{CryptoRng, RngCore};
 use serde_json::{Value, json};
 
@@ -43,6 +49,14 @@ fn key(byte: u8) -> PrivateKey {
     PrivateKey::from_bytes([byte; 32])
 }
 
+fn checkpoint_json(c: &StateCheckpoint) -> Value {
+    json!({ "counter": c.counter, "id": hex::encode(c.id) })
+}
+
+fn chain_json(c: &ReplyChain) -> Value {
+    json!({ "index": c.index, "digest": hex::encode(c.digest) })
+}
+
 fn mail_vector() -> Value {
     let sender = key(0x11);
     let recipient = key(0x22);
@@ -53,7 +67,7 @@ fn mail_vector() -> Value {
         encrypt_mail(&sender, &recipient.public_key(), &header, body, 20, &mut FixedBytes(ephemeral_seed.to_vec()))
             .unwrap();
     json!({
-        "description": "one mail, version 1: topic 'greetings', sequence number 5, envelope e0e1, body 'hello, enclave' padded to 20 bytes",
+        "description": "one mail, version 2: topic 'greetings', sequence number 5, envelope e0e1, body 'hello, enclave' padded to 20 bytes (the body here is raw: clients put a request frame in front, see exchange-v2.json)",
         "noise_protocol": "Noise_X_25519_AESGCM_SHA256",
         "sender_private_key": hex::encode(sender.secret_bytes()),
         "sender_public_key": sender.public_key().to_hex(),
@@ -70,27 +84,429 @@ fn mail_vector() -> Value {
     })
 }
 
-fn info_vector() -> Value {
-    let signing = [0x44u8; 32];
-    // A valid Ed25519 public key: derived from a fixed secret.
-    let signing_public = ed25519_dalek::SigningKey::from_bytes(&signing).verifying_key().to_bytes();
-    let encryption = key(0x55).public_key();
-    let report = EnclaveReport {
+/// The run checkpoint every attestation vector uses.
+fn run() -> StateCheckpoint {
+    StateCheckpoint::GENESIS.next(&[0x77; 16]).unwrap()
+}
+
+fn report(signing_public: &[u8; 32], encryption: &conclave_core::PublicKey) -> EnclaveReport {
+    EnclaveReport {
         code_hash: [0xC0; 32],
         code_signing_key_hash: [0x5E; 32],
         product_id: 1,
         revocation_level: 2,
-        report_data: key_binding(&signing_public, &encryption),
+        report_data: key_binding(signing_public, encryption),
         timestamp_unix: 1_800_000_000,
-    };
-    let info = EnclaveInstanceInfo::new(signing_public, encryption, Evidence::Mock(report));
+    }
+}
+
+fn info_vector() -> Value {
+    let signing = SigningKey::from_bytes(&[0x44; 32]);
+    let signing_public = signing.verifying_key().to_bytes();
+    let encryption = key(0x55).public_key();
+    let info =
+        EnclaveInstanceInfo::signed(&signing, encryption, run(), Evidence::Mock(report(&signing_public, &encryption)));
+    let attestation_key = SigningKey::from_bytes(&[0x66; 32]);
+    let simulated = EnclaveInstanceInfo::signed(
+        &signing,
+        encryption,
+        run(),
+        Evidence::simulated_insecure(report(&signing_public, &encryption), &attestation_key),
+    );
     json!({
-        "description": "EnclaveInstanceInfo version 1 with mock evidence",
+        "description": "EnclaveInstanceInfo version 2 with mock and with simulation evidence; the run checkpoint is signed by the data-signing key (secret 44..44)",
+        "data_signing_secret": hex::encode([0x44; 32]),
         "data_signing_key": hex::encode(signing_public),
         "encryption_key": encryption.to_hex(),
         "report_data": hex::encode(key_binding(&signing_public, &encryption)),
+        "run": checkpoint_json(&run()),
+        "run_message": hex::encode(conclave_core::info::run_message(&encryption, &run())),
         "encoded": hex::encode(info.encode()),
+        "simulated_attestation_secret": hex::encode([0x66; 32]),
+        "simulated_attestation_key": hex::encode(attestation_key.verifying_key().to_bytes()),
+        "simulated_encoded": hex::encode(simulated.encode()),
     })
+}
+
+/// Attestations with the verdict a client must reach (verified at 1800000000).
+fn attestations_vector() -> Value {
+    let signing = SigningKey::from_bytes(&[0x44; 32]);
+    let signing_public = signing.verifying_key().to_bytes();
+    let encryption = key(0x55).public_key();
+    let good = report(&signing_public, &encryption);
+    let sim_key = SigningKey::from_bytes(&[0x66; 32]);
+    let mut cases = Vec::new();
+    let mut case = |name: &str, info: &EnclaveInstanceInfo, expected: &str| {
+        let verdict = match info.verify(1_800_000_000) {
+            Ok(v) => json!({ "ok": v.to_json() }),
+            Err(e) => json!({ "error": e.to_string() }),
+        };
+        cases.push(
+            json!({ "name": name, "encoded": hex::encode(info.encode()), "expected": expected, "verdict": verdict }),
+        );
+    };
+    let mock = EnclaveInstanceInfo::signed(&signing, encryption, run(), Evidence::Mock(good.clone()));
+    case("mock", &mock, "valid");
+    let sim =
+        EnclaveInstanceInfo::signed(&signing, encryption, run(), Evidence::simulated_insecure(good.clone(), &sim_key));
+    case("simulation", &sim, "valid");
+    let other = key(0x56).public_key();
+    let swapped = EnclaveInstanceInfo::signed(&signing, other, run(), Evidence::Mock(good.clone()));
+    case("encryption key swapped after the evidence was made", &swapped, "key_binding");
+    let mut bad_run = EnclaveInstanceInfo::signed(&signing, encryption, run(), Evidence::Mock(good.clone())).encode();
+    // The run counter sits after magic (4), version (2) and the two keys (64).
+    bad_run[4 + 2 + 64 + 7] ^= 1;
+    case("run checkpoint altered", &EnclaveInstanceInfo::decode(&bad_run).unwrap(), "run_signature");
+    let mut tampered_sim = sim.encode();
+    let last = tampered_sim.len() - 1;
+    tampered_sim[last] ^= 1;
+    case("simulation signature altered", &EnclaveInstanceInfo::decode(&tampered_sim).unwrap(), "simulation_signature");
+    let low = conclave_core::PublicKey::from_bytes([0; 32]);
+    let low_report = report(&signing_public, &low);
+    let low_order = EnclaveInstanceInfo::signed(&signing, low, run(), Evidence::Mock(low_report));
+    case("low-order encryption key", &low_order, "low_order_key");
+    json!({
+        "description": "EnclaveInstanceInfo version 2 cases, verified at unix time 1800000000; 'expected' names the check that decides",
+        "verified_at": 1_800_000_000u64,
+        "cases": cases,
+    })
+}
+
+fn answer() -> Answer {
+    Answer { topic: "bids".to_owned(), sequence_number: 7, request_id: [0xA1; 16] }
+}
+
+fn frames_vector() -> Value {
+    let run_a = StateCheckpoint::GENESIS.next(&[1; 16]).unwrap();
+    let run_b = run_a.next(&[2; 16]).unwrap();
+    let head = ReplyChain::START.extend(&run_b).unwrap();
+    let requests = [
+        (
+            "first mail of a new client",
+            RequestFrame { request_id: [0xA0; 16], chain: ReplyChain::START, runs: vec![run_a] },
+        ),
+        (
+            "a client that verified one reply and attested two runs",
+            RequestFrame { request_id: [0xA1; 16], chain: head, runs: vec![run_a, run_b] },
+        ),
+    ];
+    let requests: Vec<Value> = requests
+        .iter()
+        .map(|(name, f)| {
+            json!({
+                "name": name,
+                "request_id": hex::encode(f.request_id),
+                "chain": chain_json(&f.chain),
+                "runs": f.runs.iter().map(checkpoint_json).collect::<Vec<_>>(),
+                "body": hex::encode(b"payload"),
+                "encoded": hex::encode(f.wrap(b"payload")),
+            })
+        })
+        .collect();
+    let state = run_b.next(&[3; 16]).unwrap();
+    let link = head.link().unwrap();
+    let detail = RejectionDetail { expected: 7, received: 9, chain_index: 1 };
+    let responses = [
+        (
+            "application reply answering a mail",
+            ResponseFrame { kind: ResponseKind::Reply, state, link: Some(link), answers: Some(answer()) },
+            &b"result"[..],
+        ),
+        (
+            "application mail answering nothing",
+            ResponseFrame { kind: ResponseKind::Reply, state, link: Some(link), answers: None },
+            &b"broadcast"[..],
+        ),
+        (
+            "receipt",
+            ResponseFrame { kind: ResponseKind::Receipt, state, link: Some(link), answers: Some(answer()) },
+            &b""[..],
+        ),
+        (
+            "application refusal",
+            ResponseFrame { kind: ResponseKind::Refused, state, link: Some(link), answers: Some(answer()) },
+            &b"bid too low"[..],
+        ),
+        (
+            "rejection: gap",
+            ResponseFrame {
+                kind: ResponseKind::Rejected(Rejection::Gap, detail),
+                state,
+                link: None,
+                answers: Some(answer()),
+            },
+            &b""[..],
+        ),
+        (
+            "rejection: rollback",
+            ResponseFrame {
+                kind: ResponseKind::Rejected(Rejection::Rollback, detail),
+                state,
+                link: None,
+                answers: Some(answer()),
+            },
+            &b""[..],
+        ),
+    ];
+    let responses: Vec<Value> = responses
+        .iter()
+        .map(|(name, f, body)| {
+            let (kind, rejection) = match f.kind {
+                ResponseKind::Reply => ("reply", Value::Null),
+                ResponseKind::Receipt => ("receipt", Value::Null),
+                ResponseKind::Refused => ("refused", Value::Null),
+                ResponseKind::Rejected(r, d) => (
+                    "rejected",
+                    json!({
+                        "code": r.code(), "expected": d.expected, "received": d.received, "chain_index": d.chain_index,
+                    }),
+                ),
+            };
+            json!({
+                "name": name,
+                "kind": kind,
+                "rejection": rejection,
+                "state": checkpoint_json(&f.state),
+                "link": f.link.map(|l| json!({ "index": l.index, "previous": hex::encode(l.previous) })),
+                "answers": f.answers.as_ref().map(|a| json!({
+                    "topic": a.topic, "sequence_number": a.sequence_number, "request_id": hex::encode(a.request_id),
+                })),
+                "body": hex::encode(body),
+                "encoded": hex::encode(f.wrap(body)),
+            })
+        })
+        .collect();
+    // Invalid frames and what is wrong with them.
+    let good_request = requests[1]["encoded"].as_str().unwrap().to_owned();
+    let good_receipt = responses[2]["encoded"].as_str().unwrap().to_owned();
+    let mut invalid = Vec::new();
+    let mut bad = |name: &str, frame: &str, hex_bytes: String, error: &str| {
+        let bytes = hex::decode(&hex_bytes).unwrap();
+        let got = if frame == "request" {
+            RequestFrame::unwrap(&bytes).err().map(|e| e.to_string())
+        } else {
+            ResponseFrame::unwrap(&bytes).err().map(|e| e.to_string())
+        };
+        assert!(got.is_some(), "{name} parsed");
+        invalid.push(json!({ "name": name, "frame": frame, "encoded": hex_bytes, "error": error, "message": got }));
+    };
+    bad("request version 2", "request", format!("02{}", &good_request[2..]), "unsupported_version");
+    bad("request cut inside the chain digest", "request", good_request[..2 * 40].to_owned(), "truncated");
+    bad("request with 65 runs", "request", format!("{}41", &good_request[..2 * 57]), "malformed");
+    bad(
+        "empty chain with a digest",
+        "request",
+        format!("01{}{}{}00", "a0".repeat(16), "00".repeat(8), "11".repeat(32)),
+        "malformed",
+    );
+    bad("response of unknown kind 9", "response", format!("0109{}", &good_receipt[4..]), "malformed");
+    bad("receipt that names no mail", "response", format!("{}00", &good_receipt[..2 * (2 + 40 + 40)]), "malformed");
+    bad(
+        "in-chain response at index 0",
+        "response",
+        format!("0101{}{}{}00", "00".repeat(40), "00".repeat(8), "00".repeat(32)),
+        "malformed",
+    );
+    bad("answer flag 2", "response", format!("{}02", &good_receipt[..2 * (2 + 40 + 40)]), "malformed");
+    bad("response cut inside the state", "response", good_receipt[..2 * 20].to_owned(), "truncated");
+    json!({
+        "description": "request and response frames, version 1 (inside mail version 2); 'error' is the class of error a reader must report",
+        "requests": requests,
+        "responses": responses,
+        "invalid": invalid,
+    })
+}
+
+fn verdict_json(v: ChainVerdict) -> Value {
+    match v {
+        ChainVerdict::Next => json!("next"),
+        ChainVerdict::Held { missing } => json!({ "held": { "missing": missing } }),
+        ChainVerdict::Duplicate => json!("duplicate"),
+        ChainVerdict::Stale => json!("stale"),
+        ChainVerdict::Fork { index } => json!({ "fork": { "index": index } }),
+        ChainVerdict::Regressed { previous, received } => {
+            json!({ "regressed": { "previous": previous, "received": received } })
+        }
+    }
+}
+
+/// A branch of states and the replies an enclave on it sends one client, one per state.
+fn branch(from: StateCheckpoint, chain: ReplyChain, n: u64, nonce: u8) -> Vec<(ChainLink, StateCheckpoint)> {
+    let mut out = Vec::new();
+    let (mut state, mut chain) = (from, chain);
+    for _ in 0..n {
+        state = state.next(&[nonce; 16]).unwrap();
+        out.push((chain.link().unwrap(), state));
+        chain = chain.extend(&state).unwrap();
+    }
+    out
+}
+
+fn freshness_vector() -> Value {
+    // State ids and chain digests, worked.
+    let s1 = StateCheckpoint::GENESIS.next(&[0x01; 16]).unwrap();
+    let s2 = s1.next(&[0x02; 16]).unwrap();
+    let c1 = ReplyChain::START.extend(&s1).unwrap();
+    let c2 = c1.extend(&s2).unwrap();
+    assert_eq!(s2.id, state_id(&s1.id, 2, &[0x02; 16]));
+
+    // Client-side scenarios: replies arrive; each gets a verdict; accepted ones advance.
+    let main = branch(StateCheckpoint::GENESIS, ReplyChain::START, 40, 0xAA);
+    let fork_at_2 = branch(main[0].1, ReplyChain::START.extend(&main[0].1).unwrap(), 2, 0xBB);
+    let mut scenarios = Vec::new();
+    let mut scenario = |name: &str, steps: Vec<(ChainLink, StateCheckpoint)>| {
+        let mut verifier = ReplyChainVerifier::default();
+        let steps: Vec<Value> = steps
+            .iter()
+            .map(|(link, state)| {
+                let verdict = verifier.check(link, state);
+                if verdict == ChainVerdict::Next {
+                    verifier.advance(link, state);
+                }
+                json!({
+                    "link": { "index": link.index, "previous": hex::encode(link.previous) },
+                    "state": checkpoint_json(state),
+                    "verdict": verdict_json(verdict),
+                })
+            })
+            .collect();
+        scenarios.push(json!({ "name": name, "steps": steps, "head": chain_json(&verifier.head) }));
+    };
+    scenario("three replies in order", main[..3].to_vec());
+    scenario("a reply ahead waits for the one before it", vec![main[1], main[0], main[1]]);
+    scenario("a reply delivered twice", vec![main[0], main[0]]);
+    scenario("two replies at one position: a fork", vec![main[0], main[1], fork_at_2[0]]);
+    scenario("a reply that does not link to the one before: a fork", vec![main[0], main[1], fork_at_2[1]]);
+    let older = (main[1].0, StateCheckpoint { counter: 0, id: [9; 32] });
+    scenario("a reply from an older state than the one before: regressed", vec![main[0], older]);
+    let mut long = main.clone();
+    long.push((main[0].0, StateCheckpoint { counter: 1, id: [0xEE; 32] }));
+    scenario("a reply too old to remember: stale", long);
+
+    // Enclave-side checks of a client's request frame.
+    let history = vec![s1];
+    let mut checks = Vec::new();
+    let mut check = |name: &str, recorded: ReplyChain, claimed: ReplyChain, runs: Vec<StateCheckpoint>| {
+        let verdict = match check_request(&recorded, &claimed, &runs, &history) {
+            Ok(()) => json!("accept"),
+            Err(FreshnessRefusal::Rollback { .. }) => json!("rollback"),
+            Err(FreshnessRefusal::Fork { .. }) => json!("fork"),
+        };
+        checks.push(json!({
+            "name": name,
+            "recorded": chain_json(&recorded),
+            "claimed": chain_json(&claimed),
+            "runs": runs.iter().map(checkpoint_json).collect::<Vec<_>>(),
+            "history": history.iter().map(checkpoint_json).collect::<Vec<_>>(),
+            "verdict": verdict,
+        }));
+    };
+    check("a client level with the enclave", c2, c2, vec![s1]);
+    check("a client behind the enclave (replies in flight)", c2, c1, vec![]);
+    check("a client ahead of the enclave: rollback", c1, c2, vec![]);
+    let sibling = ReplyChain::START.extend(&StateCheckpoint { counter: 1, id: [0x5B; 32] }).unwrap();
+    check("the same position, another digest: fork", c1, sibling, vec![]);
+    check("a run the enclave's history lacks: fork", c2, c2, vec![s2]);
+    json!({
+        "description": "the freshness rules: state ids, reply-chain digests, what a client does with each reply, and what the enclave does with each request",
+        "state_ids": [
+            { "previous": hex::encode([0u8; 32]), "counter": 1, "nonce": hex::encode([0x01; 16]), "id": hex::encode(s1.id) },
+            { "previous": hex::encode(s1.id), "counter": 2, "nonce": hex::encode([0x02; 16]), "id": hex::encode(s2.id) },
+        ],
+        "chain_digests": [
+            { "previous": hex::encode([0u8; 32]), "index": 1, "state": checkpoint_json(&s1), "digest": hex::encode(c1.digest) },
+            { "previous": hex::encode(c1.digest), "index": 2, "state": checkpoint_json(&s2), "digest": hex::encode(c2.digest) },
+        ],
+        "recent_links": conclave_core::freshness::RECENT_LINKS,
+        "client_scenarios": scenarios,
+        "enclave_checks": checks,
+    })
+}
+
+/// One exchange, end to end: a client mail with its request frame, and the
+/// enclave's answer with its response frame, all with fixed keys.
+fn exchange_vector() -> Value {
+    let client = key(0x11);
+    let enclave = key(0x22);
+    let run = StateCheckpoint::GENESIS.next(&[0x03; 16]).unwrap();
+    let request = RequestFrame { request_id: [0xAB; 16], chain: ReplyChain::START, runs: vec![run] };
+    let header = MailHeader::new("bids", 0).unwrap();
+    let body = b"{\"bid\":100}";
+    let mail =
+        encrypt_mail(&client, &enclave.public_key(), &header, &request.wrap(body), 64, &mut FixedBytes(vec![0x33; 32]))
+            .unwrap();
+    let state = run.next(&[0x04; 16]).unwrap();
+    let link = ReplyChain::START.link().unwrap();
+    let response = ResponseFrame {
+        kind: ResponseKind::Reply,
+        state,
+        link: Some(link),
+        answers: Some(Answer { topic: "bids".into(), sequence_number: 0, request_id: [0xAB; 16] }),
+    };
+    let reply_header = MailHeader::new("bids", link.index).unwrap();
+    let reply = encrypt_mail(
+        &enclave,
+        &client.public_key(),
+        &reply_header,
+        &response.wrap(b"{\"accepted\":true}"),
+        0,
+        &mut FixedBytes(vec![0x44; 32]),
+    )
+    .unwrap();
+    // What the enclave learns, and what the client must conclude.
+    let opened = decrypt_mail(&enclave, &mail).unwrap();
+    assert_eq!(opened.sender, client.public_key());
+    let after = ReplyChain::START.extend(&state).unwrap();
+    json!({
+        "description": "a client mail (request frame + body, padded to 64) and the enclave's reply (response frame + body); the client must accept the reply as the answer to its mail 0 and move its chain head to 'chain_after'",
+        "client_private_key": hex::encode(client.secret_bytes()),
+        "client_public_key": client.public_key().to_hex(),
+        "enclave_private_key": hex::encode(enclave.secret_bytes()),
+        "enclave_public_key": enclave.public_key().to_hex(),
+        "mail_ephemeral_private_key": hex::encode([0x33; 32]),
+        "reply_ephemeral_private_key": hex::encode([0x44; 32]),
+        "request_id": hex::encode([0xAB; 16]),
+        "run": checkpoint_json(&run),
+        "body": hex::encode(body),
+        "mail": hex::encode(&mail),
+        "reply_state": checkpoint_json(&state),
+        "reply_body": hex::encode(b"{\"accepted\":true}"),
+        "reply": hex::encode(&reply),
+        "chain_after": chain_json(&after),
+    })
+}
+
+/// Compares two JSON values; on a difference, names the path and shows
+/// where the hex parts.
+fn compare(name: &str, at: &str, want: &Value, got: &Value) {
+    match (want, got) {
+        (Value::Object(w), Value::Object(g)) => {
+            let keys: std::collections::BTreeSet<_> = w.keys().chain(g.keys()).collect();
+            for key in keys {
+                compare(
+                    name,
+                    &format!("{at}.{key}"),
+                    w.get(key).unwrap_or(&Value::Null),
+                    g.get(key).unwrap_or(&Value::Null),
+                );
+            }
+        }
+        (Value::Array(w), Value::Array(g)) => {
+            assert_eq!(w.len(), g.len(), "{name}: {at} has {} items stored, {} now", w.len(), g.len());
+            for (i, (w, g)) in w.iter().zip(g).enumerate() {
+                compare(name, &format!("{at}[{i}]"), w, g);
+            }
+        }
+        (Value::String(w), Value::String(g)) if w != g => {
+            let from = w.chars().zip(g.chars()).take_while(|(a, b)| a == b).count();
+            panic!(
+                "{name}: {at} differs at character {from}\n  stored: ...{}\n  now:    ...{}",
+                &w[from.saturating_sub(8)..(from + 40).min(w.len())],
+                &g[from.saturating_sub(8)..(from + 40).min(g.len())]
+            );
+        }
+        (w, g) => assert_eq!(w, g, "{name}: {at} differs"),
+    }
 }
 
 fn check(name: &str, fresh: Value) {
@@ -99,29 +515,17 @@ fn check(name: &str, fresh: Value) {
         std::fs::write(&file, serde_json::to_string_pretty(&fresh).unwrap() + "\n").unwrap();
     }
     let stored: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    for (field, value) in fresh.as_object().unwrap() {
-        let want = stored[field].as_str().map(str::to_owned).unwrap_or_else(|| stored[field].to_string());
-        let got = value.as_str().map(str::to_owned).unwrap_or_else(|| value.to_string());
-        if want != got {
-            // Show where the bytes part, as a hex diff.
-            let at = want.chars().zip(got.chars()).take_while(|(a, b)| a == b).count();
-            panic!(
-                "{name}: field {field} differs at hex digit {at}\n  stored: ...{}\n  now:    ...{}",
-                &want[at.saturating_sub(8)..(at + 40).min(want.len())],
-                &got[at.saturating_sub(8)..(at + 40).min(got.len())]
-            );
-        }
-    }
+    compare(name, "$", &stored, &fresh);
 }
 
 #[test]
 fn mail_known_answer() {
-    check("mail-v1.json", mail_vector());
+    check("mail-v2.json", mail_vector());
 }
 
 #[test]
 fn stored_mail_decrypts_with_the_stored_key() {
-    let stored: Value = serde_json::from_str(&std::fs::read_to_string(path("mail-v1.json")).unwrap()).unwrap();
+    let stored: Value = serde_json::from_str(&std::fs::read_to_string(path("mail-v2.json")).unwrap()).unwrap();
     let recipient: [u8; 32] =
         hex::decode(stored["recipient_private_key"].as_str().unwrap()).unwrap().try_into().unwrap();
     let mail = hex::decode(stored["mail"].as_str().unwrap()).unwrap();
@@ -131,6 +535,35 @@ fn stored_mail_decrypts_with_the_stored_key() {
 }
 
 #[test]
+fn a_version_1_mail_is_refused_by_name() {
+    let stored: Value = serde_json::from_str(&std::fs::read_to_string(path("mail-v2.json")).unwrap()).unwrap();
+    let mut mail = hex::decode(stored["mail"].as_str().unwrap()).unwrap();
+    mail[2] = 1;
+    let err = decrypt_mail(&key(0x22), &mail).unwrap_err();
+    assert_eq!(err.to_string(), "unsupported mail version 1 (this code reads version 2)");
+}
+
+#[test]
 fn info_known_answer() {
-    check("info-v1.json", info_vector());
+    check("info-v2.json", info_vector());
+}
+
+#[test]
+fn attestation_verdicts() {
+    check("attestations-v2.json", attestations_vector());
+}
+
+#[test]
+fn frames_known_answer() {
+    check("frames-v1.json", frames_vector());
+}
+
+#[test]
+fn freshness_known_answer() {
+    check("freshness-v1.json", freshness_vector());
+}
+
+#[test]
+fn exchange_known_answer() {
+    check("exchange-v2.json", exchange_vector());
 }

@@ -48,9 +48,7 @@ pub mod sequence;
 pub mod tee;
 
 pub use persistence::PersistentMap;
-pub use runtime::{
-    CallOutcome, Delivered, EnclaveContext, EnclaveIdentity, EnclaveRuntime, HostInterface, StartInput,
-};
+pub use runtime::{CallOutcome, Delivered, EnclaveContext, EnclaveIdentity, EnclaveRuntime, HostInterface, StartInput};
 
 use conclave_core::{MailError, MailHeader, PublicKey};
 

@@ -377,10 +377,9 @@ mod tests {
             ..DurableState::default()
         };
         let alice = PublicKey::from_bytes([1; 32]);
-        state.clients.insert(
-            alice,
-            ClientRecord { chain: ReplyChain { index: 3, digest: [3; 32] }, hint: Some("cid".into()) },
-        );
+        state
+            .clients
+            .insert(alice, ClientRecord { chain: ReplyChain { index: 3, digest: [3; 32] }, hint: Some("cid".into()) });
         state.clients.insert(PublicKey::from_bytes([2; 32]), ClientRecord::default());
         state.streams.insert((alice, "t".to_owned()), 7);
         let bytes = encode_state(&state, &map);

@@ -520,7 +520,7 @@ impl EnclaveRuntime {
     }
 
     /// `on_startup`, then every mail-to-self in order.
-    fn begin(&mut self, numbers: Vec<(u64, u64, String, Vec<u8>)>) -> Result<Vec<HostCommand>, EnclaveError> {
+    fn begin(&mut self, numbers: Vec<HandedBack>) -> Result<Vec<HostCommand>, EnclaveError> {
         self.state.self_mail_numbers = numbers.iter().map(|(id, number, ..)| (*id, *number)).collect();
         let mut commands = self.run(None, |enclave, ctx| enclave.on_startup(ctx))?;
         for (id, _, topic, body) in numbers {
@@ -625,7 +625,8 @@ impl EnclaveRuntime {
             return self.reject(&sender, answer, rejection, expected, hint);
         }
         let new_stream = if known.is_none() { stream_size(&topic) } else { 0 };
-        let new_client = if self.state.durable.clients.contains_key(&sender) { 0 } else { ClientRecord::default().size() };
+        let new_client =
+            if self.state.durable.clients.contains_key(&sender) { 0 } else { ClientRecord::default().size() };
         if self.state.used() + new_stream + new_client + hint.as_ref().map_or(0, String::len) > self.state.limit {
             return self.reject(&sender, answer, Rejection::StateFull, expected, hint);
         }
@@ -788,7 +789,11 @@ impl EnclaveRuntime {
             || !call.self_mail_deleted.is_empty();
         if !changed {
             state.map.end_call(true);
-            return Ok(call.pending.drain(..).filter_map(|p| if let Pending::Command(c) = p { Some(c) } else { None }).collect());
+            return Ok(call
+                .pending
+                .drain(..)
+                .filter_map(|p| if let Pending::Command(c) = p { Some(c) } else { None })
+                .collect());
         }
         let mut nonce = [0u8; 16];
         OsRng.fill_bytes(&mut nonce);
@@ -899,6 +904,9 @@ impl EnclaveRuntime {
     }
 }
 
+/// A mail-to-self handed back and checked: (host id, number, topic, body).
+type HandedBack = (u64, u64, String, Vec<u8>);
+
 /// Checks the mail-to-self the host handed back against the sealed state:
 /// exactly the live ones, in the order they were posted, each the very blob
 /// that was sealed. Returns (host id, number, topic, body) in order.
@@ -907,7 +915,7 @@ fn check_self_mail(
     policy: SealingPolicy,
     durable: &DurableState,
     self_mail: &[(u64, Vec<u8>)],
-) -> Result<Vec<(u64, u64, String, Vec<u8>)>, EnclaveError> {
+) -> Result<Vec<HandedBack>, EnclaveError> {
     let mut previous: Option<u64> = None;
     let mut out = Vec::with_capacity(self_mail.len());
     for (id, blob) in self_mail {

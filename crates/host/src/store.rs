@@ -418,7 +418,9 @@ impl Store {
         let to = i64::try_from(to).unwrap_or(i64::MAX);
         let mut statement = self
             .connection
-            .prepare_cached("SELECT counter, state_id, nonce FROM chain WHERE counter BETWEEN ?1 AND ?2 ORDER BY counter")
+            .prepare_cached(
+                "SELECT counter, state_id, nonce FROM chain WHERE counter BETWEEN ?1 AND ?2 ORDER BY counter",
+            )
             .map_err(self.error("reading the state chain"))?;
         let rows = statement
             .query_map(params![from, to], |row| {

@@ -1,8 +1,11 @@
 //! Mock mode end to end: load, start, attest, deliver, decrypt the reply;
 //! and the sequence checks that protect the enclave from a hostile host.
 
-use conclave_core::{EnclaveMode, HostCommand, PostOffice, PrivateKey, SecuritySummary, StateFrame};
-use conclave_enclave::{EnclaveError, SequenceError};
+use conclave_core::{
+    EnclaveMode, HostCommand, PostOffice, PrivateKey, Rejection, ReplyChain, RequestFrame, ResponseFrame, ResponseKind,
+    SecuritySummary,
+};
+use conclave_enclave::EnclaveError;
 use conclave_examples::reverse::ReverseEnclave;
 use conclave_host::{EnclaveHost, HostError};
 use rand_core::OsRng;
@@ -18,10 +21,30 @@ fn post_office(host: &EnclaveHost, topic: &str) -> PostOffice {
     PostOffice::new(PrivateKey::generate(&mut OsRng), info.encryption_key, topic).unwrap()
 }
 
-fn sequence_error(result: Result<Vec<HostCommand>, HostError>) -> SequenceError {
-    match result {
-        Err(HostError::Enclave(EnclaveError::Sequence(e))) => e,
-        other => panic!("expected a sequence error, got {other:?}"),
+/// A client mail body: the request frame of a client that has seen nothing yet.
+fn framed(body: &[u8]) -> Vec<u8> {
+    RequestFrame { request_id: [1; 16], chain: ReplyChain::START, runs: Vec::new() }.wrap(body)
+}
+
+/// The enclave's answers among `commands`, opened by `po`.
+fn answers(po: &PostOffice, commands: &[HostCommand]) -> Vec<(ResponseFrame, Vec<u8>)> {
+    commands
+        .iter()
+        .filter_map(|c| match c {
+            HostCommand::PostMail { bytes, .. } => {
+                let mail = po.decrypt_mail(bytes).unwrap();
+                let (frame, body) = ResponseFrame::unwrap(&mail.body).unwrap();
+                Some((frame, body.to_vec()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn rejection(po: &PostOffice, commands: &[HostCommand]) -> Rejection {
+    match answers(po, commands).as_slice() {
+        [(ResponseFrame { kind: ResponseKind::Rejected(rejection, _), .. }, _)] => *rejection,
+        other => panic!("expected one rejection, got {other:?}"),
     }
 }
 
@@ -31,20 +54,25 @@ fn round_trip_through_a_mock_enclave() {
     let info = host.enclave_instance_info().unwrap().verify(0).unwrap();
     assert_eq!(info.mode, EnclaveMode::Mock);
     assert_eq!(info.identity.security, SecuritySummary::Insecure);
+    assert_eq!(info.run.counter, 1, "the run's own state is the first");
 
     let mut po = post_office(&host, "reverse");
-    let mail = po.encrypt_mail(b"hello enclave", &mut OsRng).unwrap();
-    let commands = host.deliver_mail(&mail, Some("client-1")).unwrap();
-    let [HostCommand::PostMail { bytes, routing_hint }] = commands.as_slice() else {
-        panic!("expected one PostMail, got {commands:?}");
+    let mail = po.encrypt_mail(&framed(b"hello enclave"), &mut OsRng).unwrap();
+    let delivered = host.deliver_mail(&mail, Some("client-1")).unwrap();
+    assert_eq!(delivered.outcome, "ACCEPTED");
+    let [HostCommand::PostMail { routing_hint, .. }, HostCommand::StoreSealedState { counter: 2, .. }] =
+        delivered.commands.as_slice()
+    else {
+        panic!("expected the reply and the new state, got {:?}", delivered.commands);
     };
     assert_eq!(routing_hint.as_deref(), Some("client-1"));
-    let reply = po.decrypt_mail(bytes).unwrap();
-    let (frame, body) = StateFrame::unwrap(&reply.body).unwrap();
+    let [(frame, body)] = answers(&po, &delivered.commands).try_into().unwrap();
     assert_eq!(body, b"evalcne olleh");
-    // The reverse enclave keeps no state: no sealed state exists yet.
-    assert_eq!(frame.counter, 0);
-    assert_eq!(reply.header.topic(), "reverse");
+    assert_eq!(frame.kind, ResponseKind::Reply);
+    // Every accepted mail makes a new state: the reply names it and the mail it answers.
+    assert_eq!(frame.state.counter, 2);
+    assert_eq!(frame.answers.map(|a| (a.topic, a.sequence_number)), Some(("reverse".to_owned(), 0)));
+    assert_eq!(frame.link.map(|l| l.index), Some(1));
     // The test reaches the enclave object itself.
     assert_eq!(host.mock_enclave::<ReverseEnclave>().unwrap().answered, 1);
 }
@@ -53,28 +81,25 @@ fn round_trip_through_a_mock_enclave() {
 fn replay_reorder_and_gap_are_rejected_with_distinct_errors() {
     let mut host = started();
     let mut po = post_office(&host, "t");
-    let mails: Vec<Vec<u8>> = (0..5).map(|_| po.encrypt_mail(b"x", &mut OsRng).unwrap()).collect();
+    let mails: Vec<Vec<u8>> = (0..5).map(|_| po.encrypt_mail(&framed(b"x"), &mut OsRng).unwrap()).collect();
+    let deliver = |host: &mut EnclaveHost, mail: &[u8]| host.deliver_mail(mail, None).unwrap();
 
-    host.deliver_mail(&mails[0], None).unwrap();
+    deliver(&mut host, &mails[0]);
     // Replay: mail 0 again.
-    assert!(matches!(
-        sequence_error(host.deliver_mail(&mails[0], None)),
-        SequenceError::Replayed { expected: 1, received: 0, .. }
-    ));
+    let replayed = deliver(&mut host, &mails[0]);
+    assert_eq!((replayed.outcome, rejection(&po, &replayed.commands)), ("SEQUENCE_REPLAYED", Rejection::Replayed));
     // Gap: mail 3 while 1 is expected.
-    assert!(matches!(
-        sequence_error(host.deliver_mail(&mails[3], None)),
-        SequenceError::Gap { expected: 1, received: 3, .. }
-    ));
+    let gap = deliver(&mut host, &mails[3]);
+    assert_eq!(rejection(&po, &gap.commands), Rejection::Gap);
     // Reorder: mail 2 arrives after mail 3 was presented.
-    assert!(matches!(
-        sequence_error(host.deliver_mail(&mails[2], None)),
-        SequenceError::Reordered { expected: 1, received: 2, later_seen: 3, .. }
-    ));
+    let reordered = deliver(&mut host, &mails[2]);
+    assert_eq!(rejection(&po, &reordered.commands), Rejection::Reordered);
+    // A rejection changes nothing: no state is sealed.
+    assert!(!reordered.commands.iter().any(|c| matches!(c, HostCommand::StoreSealedState { .. })));
     // None of it reached the application, and the stream goes on in order.
     assert_eq!(host.mock_enclave::<ReverseEnclave>().unwrap().answered, 1);
     for mail in &mails[1..] {
-        host.deliver_mail(mail, None).unwrap();
+        assert_eq!(deliver(&mut host, mail).outcome, "ACCEPTED");
     }
     assert_eq!(host.mock_enclave::<ReverseEnclave>().unwrap().answered, 5);
 }
@@ -86,8 +111,8 @@ fn sequences_are_per_sender_and_topic() {
     let mut b = post_office(&host, "t");
     let mut a2 = PostOffice::new(PrivateKey::generate(&mut OsRng), *a.destination(), "other").unwrap();
     for po in [&mut a, &mut b, &mut a2] {
-        let mail = po.encrypt_mail(b"x", &mut OsRng).unwrap();
-        host.deliver_mail(&mail, None).unwrap();
+        let mail = po.encrypt_mail(&framed(b"x"), &mut OsRng).unwrap();
+        assert_eq!(host.deliver_mail(&mail, None).unwrap().outcome, "ACCEPTED");
     }
 }
 
@@ -95,10 +120,15 @@ fn sequences_are_per_sender_and_topic() {
 fn garbage_and_mail_for_another_enclave_are_refused() {
     let mut host = started();
     assert!(matches!(host.deliver_mail(b"not a mail", None), Err(HostError::Enclave(EnclaveError::Mail(_)))));
+    // A mail without a request frame is answered with an authenticated rejection.
+    let mut po = post_office(&host, "t");
+    let unframed = po.encrypt_mail(b"x", &mut OsRng).unwrap();
+    let rejected = host.deliver_mail(&unframed, None).unwrap();
+    assert_eq!(rejection(&po, &rejected.commands), Rejection::BadRequest);
     let mut other = EnclaveHost::load_mock(ReverseEnclave::default());
     other.start(None).unwrap();
     let mut po = post_office(&other, "t");
-    let mail = po.encrypt_mail(b"x", &mut OsRng).unwrap();
+    let mail = po.encrypt_mail(&framed(b"x"), &mut OsRng).unwrap();
     let err = host.deliver_mail(&mail, None).unwrap_err();
     assert_eq!(err.code(), "MAIL_INVALID");
     assert_eq!(host.mock_enclave::<ReverseEnclave>().unwrap().answered, 0);

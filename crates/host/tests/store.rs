@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use conclave_host::store::{Batch, MAX_CORRELATION_ID_LEN, SCHEMA_VERSION, Store, StoreError};
+use conclave_host::store::{Batch, ChainEntry, MAX_CORRELATION_ID_LEN, SCHEMA_VERSION, Store, StoreError};
 
 fn reply(correlation_id: &str, bytes: &[u8]) -> (String, Vec<u8>) {
     (correlation_id.to_owned(), bytes.to_vec())
@@ -168,6 +168,7 @@ fn a_failed_batch_leaves_nothing() {
             correlation_ids: vec!["bob".to_owned()],
             replies: vec![reply("alice", b"reply 2"), reply("", b"unroutable")],
             meta: vec![("counter".to_owned(), b"2".to_vec())],
+            states: Vec::new(),
         })
         .unwrap_err();
     assert!(matches!(error, StoreError::Database { action: "recording a correlation id", .. }), "{error:?}");
@@ -219,10 +220,48 @@ fn data_survives_close_and_reopen() {
 #[test]
 fn replacing_the_state_for_a_rollback_test_works() {
     let mut store = Store::open_in_memory().unwrap();
-    store.replace_sealed_state_for_testing_only(b"old").unwrap();
-    store.commit(&Batch { sealed_state: Some(b"new".to_vec()), ..Batch::default() }).unwrap();
-    store.replace_sealed_state_for_testing_only(b"old").unwrap();
+    store.replace_sealed_state_for_testing_only(b"old", 0).unwrap();
+    store.commit(&Batch { sealed_state: Some(b"new".to_vec()), states: vec![link(1)], ..Batch::default() }).unwrap();
+    store.replace_sealed_state_for_testing_only(b"old", 0).unwrap();
     assert_eq!(store.sealed_state().unwrap().as_deref(), Some(&b"old"[..]));
+    assert_eq!(store.state_counter().unwrap(), 0);
+    // After the rollback the next state is 1 again, and its link replaces the old one.
+    let again = ChainEntry { nonce: [9; 16], ..link(1) };
+    store.commit(&Batch { sealed_state: Some(b"other".to_vec()), states: vec![again], ..Batch::default() }).unwrap();
+    assert_eq!(store.chain(1, 1).unwrap(), vec![again]);
+}
+
+fn link(counter: u64) -> ChainEntry {
+    ChainEntry { counter, state_id: [counter as u8; 32], nonce: [1; 16] }
+}
+
+#[test]
+fn states_must_follow_the_stored_one_and_their_links_are_kept() {
+    let mut store = Store::open_in_memory().unwrap();
+    let batch = |states: Vec<ChainEntry>| Batch { sealed_state: Some(b"s".to_vec()), states, ..Batch::default() };
+    store.commit(&batch(vec![link(1)])).unwrap();
+    store.commit(&batch(vec![link(2), link(3)])).unwrap();
+    assert_eq!(store.state_counter().unwrap(), 3);
+    assert_eq!(store.chain(2, 10).unwrap(), vec![link(2), link(3)]);
+    // A state that does not follow (another writer, or a stale enclave) is refused, whole.
+    for wrong in [3, 5, 1] {
+        let error = store.commit(&Batch { replies: vec![reply("a", b"x")], ..batch(vec![link(wrong)]) }).unwrap_err();
+        assert!(matches!(error, StoreError::Conflict { stored: 3, found, .. } if found == wrong), "{error:?}");
+    }
+    assert!(store.replies("a", 10).unwrap().is_empty());
+    assert_eq!(store.state_counter().unwrap(), 3);
+}
+
+#[test]
+fn an_older_schema_is_refused_with_what_to_do() {
+    let (_dir, path) = temp_store();
+    drop(Store::open(&path).unwrap());
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.pragma_update(None, "user_version", 1).unwrap();
+    drop(raw);
+    let error = Store::open(&path).unwrap_err();
+    assert!(matches!(error, StoreError::OlderSchema { found: 1, .. }), "{error:?}");
+    assert!(error.to_string().contains("new data directory"), "{error}");
 }
 
 #[test]
@@ -239,7 +278,7 @@ fn a_newer_schema_is_refused_and_named() {
         "{error:?}"
     );
     let message = error.to_string();
-    assert!(message.contains("schema version 2") && message.contains("reads (1)"), "{message}");
+    assert!(message.contains("schema version 3") && message.contains("reads (2)"), "{message}");
 }
 
 #[test]

@@ -10,7 +10,10 @@ use std::{
 };
 
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
-use conclave_core::{EnclaveInstanceInfo, PostOffice, PrivateKey, PublicKey, StateFrame};
+use conclave_core::{
+    EnclaveInstanceInfo, PostOffice, PrivateKey, PublicKey, Rejection, ReplyChain, RequestFrame, ResponseFrame,
+    ResponseKind,
+};
 use conclave_enclave::{Enclave, EnclaveContext, EnclaveError, EnclaveMail};
 use conclave_examples::reverse::ReverseEnclave;
 use conclave_host::{
@@ -163,15 +166,33 @@ impl Party {
         Self { post_office: PostOffice::new(PrivateKey::generate(&mut OsRng), enclave_key, topic).unwrap() }
     }
 
+    /// The next mail, behind the request frame of a client that has seen nothing yet.
     fn mail(&mut self, body: &[u8]) -> Vec<u8> {
-        self.post_office.encrypt_mail(body, &mut OsRng).unwrap()
+        let frame = RequestFrame { request_id: [1; 16], chain: ReplyChain::START, runs: Vec::new() };
+        self.post_office.encrypt_mail(&frame.wrap(body), &mut OsRng).unwrap()
     }
 
-    /// Decrypts a reply and strips its state frame.
-    fn open(&self, reply: &[u8]) -> Vec<u8> {
+    /// Decrypts an answer: its frame and its body.
+    fn answer(&self, reply: &[u8]) -> (ResponseFrame, Vec<u8>) {
         let mail = self.post_office.decrypt_mail(reply).unwrap();
         assert_eq!(&mail.sender, self.post_office.destination(), "reply not from the enclave");
-        StateFrame::unwrap(&mail.body).unwrap().1.to_vec()
+        let (frame, body) = ResponseFrame::unwrap(&mail.body).unwrap();
+        (frame, body.to_vec())
+    }
+
+    /// Decrypts a reply and strips its response frame.
+    fn open(&self, reply: &[u8]) -> Vec<u8> {
+        let (frame, body) = self.answer(reply);
+        assert_eq!(frame.kind, ResponseKind::Reply);
+        body
+    }
+
+    /// The rejection an answer carries.
+    fn rejection(&self, reply: &[u8]) -> Rejection {
+        match self.answer(reply).0.kind {
+            ResponseKind::Rejected(rejection, _) => rejection,
+            other => panic!("expected a rejection, got {other:?}"),
+        }
     }
 }
 
@@ -254,7 +275,7 @@ fn deliver_poll_and_acknowledge() {
     assert!(poll(&host, "alice-1").is_empty());
 }
 
-/// An enclave that replies to nobody: delivery answers 204.
+/// An enclave that replies to nobody: the runtime answers with a receipt.
 #[derive(Default)]
 struct Silent;
 
@@ -270,16 +291,16 @@ impl Enclave for Silent {
 }
 
 #[test]
-fn no_reply_is_204() {
+fn a_mail_the_application_does_not_answer_gets_a_receipt() {
     let service = HostService::in_memory(EnclaveHost::load_mock(Silent)).unwrap();
     let host = TestHost::start(service, WebConfig::default());
     let mut party = Party::new(&host, "t");
     let answer = post_mail(&host, Some("quiet"), &party.mail(b"x"));
-    assert_eq!(answer.status, 204);
-    assert!(answer.body.is_empty());
-    assert!(answer.header("reply-id").is_none());
-    // The id is known now: polling it is an empty list, not a 404.
-    assert!(poll(&host, "quiet").is_empty());
+    assert_eq!(answer.status, 200);
+    let (frame, body) = party.answer(&answer.body);
+    assert_eq!((frame.kind, body.is_empty()), (ResponseKind::Receipt, true));
+    assert_eq!(frame.answers.unwrap().sequence_number, 0);
+    assert_eq!(poll(&host, "quiet").len(), 1);
 }
 
 #[test]
@@ -306,12 +327,16 @@ fn bad_inputs_get_documented_errors_and_the_host_keeps_serving() {
     post_mail(&host, Some("c1"), &vec![7u8; 64 * 1024 + 1]).assert_error(413, "PAYLOAD_TOO_LARGE");
     assert_still_serving(&host);
 
-    // The mail was never delivered, so it is still good; replaying it is not.
+    // The mail was never delivered, so it is still good; replaying it is not:
+    // the enclave says so to the sender, encrypted.
     assert_eq!(post_mail(&host, Some("c1"), &mail).status, 200);
-    post_mail(&host, Some("c1"), &mail).assert_error(409, "SEQUENCE_REPLAYED");
+    let replayed = post_mail(&host, Some("c1"), &mail);
+    assert_eq!(replayed.status, 200);
+    assert_eq!(party.rejection(&replayed.body), Rejection::Replayed);
     // Skipping a sequence number.
     let _skipped = party.mail(b"lost");
-    post_mail(&host, Some("c1"), &party.mail(b"after gap")).assert_error(409, "SEQUENCE_GAP");
+    let gap = post_mail(&host, Some("c1"), &party.mail(b"after gap"));
+    assert_eq!(party.rejection(&gap.body), Rejection::Gap);
     assert_still_serving(&host);
 
     // Unknown correlation ids, routes and methods; malformed acknowledgements.
@@ -329,7 +354,7 @@ fn bad_inputs_get_documented_errors_and_the_host_keeps_serving() {
 
     // Errors are counted by code.
     let metrics = String::from_utf8(get(&host, "/metrics").body).unwrap();
-    for code in ["MAIL_INVALID", "PAYLOAD_TOO_LARGE", "SEQUENCE_REPLAYED", "UNKNOWN_CORRELATION_ID"] {
+    for code in ["MAIL_INVALID", "PAYLOAD_TOO_LARGE", "UNKNOWN_CORRELATION_ID"] {
         assert!(metrics.contains(&format!("conclave_errors_total{{code=\"{code}\"}}")), "{code} in\n{metrics}");
     }
 }

@@ -100,7 +100,7 @@ fn rejection(frame: &ResponseFrame) -> Rejection {
 
 // ------------------------------------------------------------ rollback and forks
 
-/// 1. The host restores an old state, pushes the counter past the victim's
+/// Attack 1: The host restores an old state, pushes the counter past the victim's
 /// with its own parties' mail, and restarts.
 #[test]
 fn rollback_then_progress_then_restart_is_detected() {
@@ -128,7 +128,7 @@ fn rollback_then_progress_then_restart_is_detected() {
     drop(host);
 }
 
-/// 2. Two hosts from copies of one data directory; copy B is pushed ahead,
+/// Attack 2: Two hosts from copies of one data directory; copy B is pushed ahead,
 /// restarted, and the victim is moved to it.
 #[test]
 fn fork_with_progress_on_a_copied_data_directory_is_detected() {
@@ -157,7 +157,7 @@ fn fork_with_progress_on_a_copied_data_directory_is_detected() {
     drop(a);
 }
 
-/// 3. The victim was shown state 4 in one run; a run started later from an
+/// Attack 3: The victim was shown state 4 in one run; a run started later from an
 /// older state must not be accepted.
 #[test]
 fn a_run_started_below_a_state_already_shown_is_a_rollback() {
@@ -180,7 +180,7 @@ fn a_run_started_below_a_state_already_shown_is_a_rollback() {
     assert!(matches!(err, ClientError::Rollback { .. }), "{err:?}");
 }
 
-/// 4. A sibling of a committed state (same counter, from a call the host
+/// Attack 4: A sibling of a committed state (same counter, from a call the host
 /// never committed) replaces it.
 #[test]
 fn a_sibling_state_with_the_same_counter_is_a_fork() {
@@ -198,7 +198,11 @@ fn a_sibling_state_with_the_same_counter_is_a_fork() {
         fn attestation(&mut self) -> Result<Vec<u8>, conclave_core::RelayError> {
             self.0.attestation()
         }
-        fn deliver(&mut self, id: &str, mail: &[u8]) -> Result<Option<conclave_core::QueuedMail>, conclave_core::RelayError> {
+        fn deliver(
+            &mut self,
+            id: &str,
+            mail: &[u8],
+        ) -> Result<Option<conclave_core::QueuedMail>, conclave_core::RelayError> {
             {
                 let mut service = self.0.lock();
                 let delivered = service.host_mut().deliver_mail(mail, Some(id)).unwrap();
@@ -238,7 +242,7 @@ fn a_sibling_state_with_the_same_counter_is_a_fork() {
     assert!(matches!(err, ClientError::Fork(_)), "{err:?}");
 }
 
-/// 5. After many restarts (each re-attested by the victim) the same
+/// Attack 5: After many restarts (each re-attested by the victim) the same
 /// rollback is still caught: nothing the check needs is evicted.
 #[test]
 fn many_restarts_do_not_evict_what_reveals_a_rollback() {
@@ -264,7 +268,7 @@ fn many_restarts_do_not_evict_what_reveals_a_rollback() {
     assert!(matches!(err, ClientError::Rollback { enclave_index: 1, client_index: 2 }), "{err:?}");
 }
 
-/// 6. Another deployment of the same signer and product (a different build,
+/// Attack 6: Another deployment of the same signer and product (a different build,
 /// its own state) that the attacker advanced.
 #[test]
 fn another_instance_of_the_same_signer_and_product_is_not_taken_for_this_one() {
@@ -302,7 +306,7 @@ fn another_instance_of_the_same_signer_and_product_is_not_taken_for_this_one() {
 
 // ------------------------------------------------------- drops and double processing
 
-/// 7a. The host swallows a mail and restarts the enclave: the next mail is
+/// Attack 7a: The host swallows a mail and restarts the enclave: the next mail is
 /// still a gap, as it would be within one run.
 #[test]
 fn a_mail_swallowed_before_a_restart_is_still_a_gap_after_it() {
@@ -326,7 +330,7 @@ fn a_mail_swallowed_before_a_restart_is_still_a_gap_after_it() {
     assert_eq!((frame.kind, body), (ResponseKind::Reply, b"2".to_vec()));
 }
 
-/// 7b. However long the host swallows a mail, the client never moves on
+/// Attack 7b: However long the host swallows a mail, the client never moves on
 /// past it: the next mail waits until the swallowed one is answered.
 #[test]
 fn a_swallowed_mail_is_never_skipped_by_the_client() {
@@ -350,7 +354,7 @@ fn a_swallowed_mail_is_never_skipped_by_the_client() {
     assert_eq!(peek(host.url()), 2);
 }
 
-/// 8. The response is lost, the enclave restarts, and the re-delivery of
+/// Attack 8: The response is lost, the enclave restarts, and the re-delivery of
 /// the old bytes gets MAIL_INVALID: the mail must not count as settled.
 #[test]
 fn mail_invalid_after_a_lost_response_and_a_restart_does_not_lose_the_mail() {
@@ -369,7 +373,7 @@ fn mail_invalid_after_a_lost_response_and_a_restart_does_not_lose_the_mail() {
     assert_eq!(peek(host.url()), 2, "a mail was processed twice or not at all");
 }
 
-/// 9. The host answers a processed mail with a forged ENCLAVE_REFUSED and
+/// Attack 9: The host answers a processed mail with a forged ENCLAVE_REFUSED and
 /// restarts the enclave: unauthenticated errors never make the client give
 /// up a mail.
 #[test]
@@ -400,7 +404,7 @@ fn a_forged_refusal_does_not_lose_the_mail() {
     assert_eq!(peek(host.url()), 4);
 }
 
-/// 10. After a faked failure the client is moved to a fork that has not
+/// Attack 10: After a faked failure the client is moved to a fork that has not
 /// seen its mail: resending there must not process it a second time.
 #[test]
 fn a_resend_into_a_fork_is_refused() {
@@ -424,7 +428,7 @@ fn a_resend_into_a_fork_is_refused() {
     assert_eq!(peek(b.url()), 1, "the fork processed it too");
 }
 
-/// 12. The host withholds the answer to one mail and returns it as the
+/// Attack 12: The host withholds the answer to one mail and returns it as the
 /// answer to another: the client must not take it for that one.
 #[test]
 fn a_reply_to_another_mail_is_not_taken_for_the_answer() {
@@ -457,7 +461,7 @@ fn a_reply_to_another_mail_is_not_taken_for_the_answer() {
 
 // ------------------------------------------------------------ integrity
 
-/// 14. A mail-to-self replaced by the content of one from a call the host
+/// Attack 14: A mail-to-self replaced by the content of one from a call the host
 /// never committed (with the same number).
 #[test]
 fn a_replaced_mail_to_self_is_refused() {
@@ -489,11 +493,8 @@ fn a_replaced_mail_to_self_is_refused() {
     assert_eq!(String::from_utf8(alice.send_mail("t", b"note:pay-bob-1").unwrap().unwrap().body).unwrap(), "ok");
     let mut service = relay.lock();
     let (id, _) = service.store_mut().self_mail().unwrap()[0].clone();
-    let batch = conclave_host::store::Batch {
-        delete_self_mail: vec![id],
-        self_mail: vec![uncommitted],
-        ..Default::default()
-    };
+    let batch =
+        conclave_host::store::Batch { delete_self_mail: vec![id], self_mail: vec![uncommitted], ..Default::default() };
     service.store_mut().commit(&batch).unwrap();
     let err = service.restart_enclave().unwrap_err();
     assert_eq!(err.code(), "STATE_REFUSED");
@@ -519,7 +520,7 @@ impl RawLocal {
     }
 }
 
-/// 15. Under the signer policy, an older (revoked) build of the same signer
+/// Attack 15: Under the signer policy, an older (revoked) build of the same signer
 /// and product cannot unseal what a newer one sealed.
 #[test]
 fn an_older_revocation_level_cannot_read_newer_state() {
@@ -590,7 +591,7 @@ impl RawService {
 
 // ------------------------------------------------------- denial of service and robustness
 
-/// 17a. A mail with sequence number 2^64-1 from a fresh key is refused; the
+/// Attack 17a: A mail with sequence number 2^64-1 from a fresh key is refused; the
 /// enclave keeps running with the same keys.
 #[test]
 fn the_largest_sequence_number_does_not_panic_the_enclave() {
@@ -607,7 +608,7 @@ fn the_largest_sequence_number_does_not_panic_the_enclave() {
     assert_eq!(send(&mut victim, "t", "count"), "2");
 }
 
-/// 17b. Enclave code that panics takes down neither the host's worker nor
+/// Attack 17b: Enclave code that panics takes down neither the host's worker nor
 /// the enclave's keys: the enclave is put back on its last committed state.
 #[test]
 fn a_panic_in_enclave_code_keeps_the_host_serving_with_the_same_keys() {
@@ -624,7 +625,7 @@ fn a_panic_in_enclave_code_keeps_the_host_serving_with_the_same_keys() {
     assert_eq!(send(&mut victim, "t", "count"), "2", "the panicking call's change survived");
 }
 
-/// 18a. Refused mail from fresh keys does not grow the enclave's state.
+/// Attack 18a: Refused mail from fresh keys does not grow the enclave's state.
 #[test]
 fn refused_mail_from_fresh_keys_does_not_grow_the_state() {
     use conclave_host::LocalRelayHandle;
@@ -639,7 +640,7 @@ fn refused_mail_from_fresh_keys_does_not_grow_the_state() {
     assert_eq!(size(), before, "gaps from fresh keys were sealed into the state");
 }
 
-/// 18b. Streams and client records count against the state limit: past it,
+/// Attack 18b: Streams and client records count against the state limit: past it,
 /// new senders are refused (authenticated), the state stays bounded.
 #[test]
 fn streams_count_against_the_state_limit() {
@@ -670,7 +671,7 @@ fn streams_count_against_the_state_limit() {
     assert!(size < 4096 + 512, "the sealed state grew to {size} bytes");
 }
 
-/// 20a. One undecryptable reply in the queue does not stop polling.
+/// Attack 20a: One undecryptable reply in the queue does not stop polling.
 #[test]
 fn an_undecryptable_reply_does_not_stop_polling() {
     let dir = tempfile::tempdir().unwrap();
@@ -689,7 +690,7 @@ fn an_undecryptable_reply_does_not_stop_polling() {
     assert_eq!(send(&mut victim, "t", "count"), "3");
 }
 
-/// 20b. A mail the host corrupts (MAIL_INVALID) does not use up its number:
+/// Attack 20b: A mail the host corrupts (MAIL_INVALID) does not use up its number:
 /// the client sends the same bytes again and the topic goes on.
 #[test]
 fn a_corrupted_mail_does_not_spend_its_number() {

@@ -120,8 +120,9 @@ fn a_failed_call_commits_nothing() {
     let relay = LocalRelayHandle::new(s.service());
     let mut client = s.client(&relay);
     assert_eq!(text(client.send_mail("t", b"count").unwrap()), "1");
+    // The refusal is the enclave's own (encrypted to the sender); the change the call made is undone.
     let err = client.send_mail("t", b"fail").unwrap_err();
-    assert!(matches!(&err, ClientError::Relay(e) if e.code == "ENCLAVE_REFUSED"), "{err:?}");
+    assert!(matches!(&err, ClientError::Refused { message, .. } if message == "asked to fail"), "{err:?}");
     assert_eq!(text(client.send_mail("t", b"count").unwrap()), "2");
 }
 
@@ -186,18 +187,19 @@ fn an_older_sealed_state_is_reported_as_a_rollback() {
     let mut client = s.client(&relay);
     assert_eq!(text(client.send_mail("t", b"count").unwrap()), "1");
     let old_state = relay.lock().store_mut().sealed_state().unwrap().unwrap();
+    let old_counter = relay.lock().store_mut().state_counter().unwrap();
     assert_eq!(text(client.send_mail("t", b"count").unwrap()), "2");
     assert_eq!(text(client.send_mail("t", b"count").unwrap()), "3");
 
     // The host's operator puts the older state back and restarts the enclave.
     {
         let mut service = relay.lock();
-        service.store_mut().replace_sealed_state_for_testing_only(&old_state).unwrap();
+        service.store_mut().replace_sealed_state_for_testing_only(&old_state, old_counter).unwrap();
         service.restart_enclave().unwrap();
     }
     client.start().unwrap();
     let err = client.send_mail("t", b"hello").unwrap_err();
-    assert!(matches!(err, ClientError::Rollback { last_seen: 3, received: 1 }), "{err:?}");
+    assert!(matches!(err, ClientError::Rollback { enclave_index: 1, client_index: 3 }), "{err:?}");
     assert!(err.to_string().contains("rollback"), "{err}");
     // Changing the state does not hide it: counter 2 again, but another state.
     let err = client.send_mail("t", b"count").unwrap_err();
@@ -277,7 +279,7 @@ fn a_channel_version_mismatch_names_both_versions() {
     sign(&fake, &ed25519_dalek::SigningKey::from_bytes(&[6; 32]), 1, 0);
     let mut host = EnclaveHost::load(&fake, &s.data()).unwrap();
     let err = host.start(None).unwrap_err();
-    assert!(err.to_string().contains("host speaks version 1, enclave speaks version 99"), "{err}");
+    assert!(err.to_string().contains("host speaks version 2, enclave speaks version 99"), "{err}");
 }
 
 #[test]
