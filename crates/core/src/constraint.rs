@@ -6,7 +6,7 @@
 //! PROD:<n>    product id (0..=65535); only and always with S
 //! REVOKE:<n>  minimum revocation level
 //! SEC:<lvl>   minimum security: INSECURE, STALE (default) or SECURE
-//! EXPIRE:<p>  maximum attestation age, an ISO 8601 duration (P30D, PT12H, P1W)
+//! EXPIRE:<p>  maximum attestation age, an ISO 8601 duration (P30D, PT12H, P6M2W5D)
 //! ```
 //!
 //! An enclave satisfies the constraint when its code hash is one of the `C`
@@ -14,6 +14,8 @@
 //! holds. At least one `C` or `S` is required.
 
 use core::fmt;
+
+use jiff::fmt::temporal::SpanParser;
 
 use crate::{
     info::{AttestedIdentity, EnclaveInstanceInfo, InfoError, VerifiedEnclaveInfo},
@@ -131,36 +133,36 @@ fn parse_u16(token: &str, value: &str) -> Result<u16, ConstraintError> {
     value.parse::<u16>().map_err(|_| invalid(token, "value must be a whole number from 0 to 65535"))
 }
 
-/// Converts an ISO 8601 duration to seconds. Years count 365 days and months
-/// 30 days: an attestation age limit needs no calendar.
+/// Converts an ISO 8601 duration to seconds (grammar in the module docs). Years
+/// count 365 days, months 30 days and weeks 7 days: an age limit needs no calendar.
 fn parse_period(token: &str, value: &str) -> Result<u64, ConstraintError> {
-    let bad = || invalid(token, "value must be an ISO 8601 duration such as P30D, PT12H or P1W");
-    if !value.starts_with('P') {
+    let bad = || invalid(token, "value must be an ISO 8601 duration such as P30D, PT12H or P6M2W5D");
+    // jiff follows Temporal, which also allows lowercase designators and a sign;
+    // the constraint language keeps to the uppercase, unsigned form.
+    if !value.starts_with('P') || !value.bytes().all(|b| b.is_ascii_digit() || b"PYMWDTHS.,".contains(&b)) {
         return Err(bad());
     }
-    // The whole value must be the duration: iso8601's `FromStr` ignores
-    // trailing text, so `P1W2D` would quietly mean one week.
-    // A `T` must be followed by a time component ("P1DT" is not a duration).
-    if value.ends_with('T') {
-        return Err(bad());
+    // `parse_span` refuses trailing text, a `T` without a time unit, units out of
+    // order or repeated, and values beyond jiff's span limits.
+    let span = SpanParser::new().parse_span(value).map_err(|_| bad())?;
+    let units = [
+        (i64::from(span.get_years()), 365 * 86_400),
+        (i64::from(span.get_months()), 30 * 86_400),
+        (i64::from(span.get_weeks()), 7 * 86_400),
+        (i64::from(span.get_days()), 86_400),
+        (i64::from(span.get_hours()), 3_600),
+        (span.get_minutes(), 60),
+        (span.get_seconds(), 1),
+    ];
+    let mut seconds: u64 = 0;
+    for (count, unit) in units {
+        // No sign was allowed, so every unit is non-negative; jiff's limits keep the
+        // sum far below u64::MAX, but a checked sum costs nothing.
+        let count = u64::try_from(count).map_err(|_| bad())?;
+        seconds = count.checked_mul(unit).and_then(|s| seconds.checked_add(s)).ok_or_else(bad)?;
     }
-    let duration = match iso8601::parsers::parse_duration(value.as_bytes()) {
-        Ok((&[], duration)) => duration,
-        _ => return Err(bad()),
-    };
-    let seconds = match duration {
-        iso8601::Duration::Weeks(w) => u64::from(w) * 7 * 86_400,
-        iso8601::Duration::YMDHMS { year, month, day, hour, minute, second, millisecond: _ } => {
-            u64::from(year) * 365 * 86_400
-                + u64::from(month) * 30 * 86_400
-                + u64::from(day) * 86_400
-                + u64::from(hour) * 3_600
-                + u64::from(minute) * 60
-                + u64::from(second)
-        }
-    };
     if seconds == 0 {
-        return Err(invalid(token, "the period must be longer than zero"));
+        return Err(invalid(token, "the period must be at least one second"));
     }
     Ok(seconds)
 }

@@ -845,7 +845,8 @@ fn valid_constraint(rng: &mut Rng) -> (String, String) {
             format!("PT{n}S"),
             format!("P1Y{n}M"),
             format!("P{n}DT12H30M5S"),
-            "P0001-02-03T04:05".to_owned(),
+            format!("P6M{n}W5D"),
+            format!("P{n}W1DT1H"),
         ];
         let period = &periods[rng.below(periods.len())];
         tokens.push(format!("EXPIRE:{period}"));
@@ -913,17 +914,20 @@ fn generated_valid_constraints_parse_to_their_canonical_form() {
     }
 }
 
-/// `iso8601::duration` stops at the first character it cannot use and does not
-/// report the rest, so `EXPIRE:` used to accept trailing garbage and silently
-/// drop components: `P1W2D` meant 7 days, `PT1H30` one hour. Saved under
-/// `tests/regressions/constraint/`; `parse_period` now refuses leftovers.
+/// `iso8601::duration` stopped at the first character it could not use and did not
+/// report the rest, so `EXPIRE:` used to accept trailing garbage and silently drop
+/// components: `P1W2D` meant 7 days, `PT1H30` one hour. Saved under
+/// `tests/regressions/constraint/`. The jiff parser refuses leftovers, and `P1W2D`
+/// is now what it says, 9 days (`tests/constraint.rs` checks the ages).
 #[test]
 fn expire_refuses_trailing_garbage() {
     let code = format!("C:{}", "ab".repeat(32));
-    for period in ["P1W2D", "PT1H30", "P30Dxyz", "P1D1Y", "P1DT"] {
+    for period in ["PT1H30", "P30Dxyz", "P1D1Y", "P1DT", "P1W2Dx", "P1W 2D"] {
         let text = format!("{code} EXPIRE:{period}");
         assert!(EnclaveConstraint::parse(&text).is_err(), "{text:?} was accepted");
     }
+    let text = format!("{code} EXPIRE:P1W2D");
+    assert_eq!(EnclaveConstraint::parse(&text).unwrap().to_string(), format!("{code} SEC:STALE EXPIRE:P1W2D"));
 }
 
 #[test]
