@@ -174,6 +174,11 @@ pub fn run(args: &HostArgs) -> anyhow::Result<ExitCode> {
         Mode::Simulation => "SIMULATION",
     };
     eprintln!("WARNING: INSECURE: {mode} mode: {}", insecure_warning(args.mode));
+    // Clients pin the key that signs the served evidence with SIMKEY.
+    let info = service.attestation().ok().and_then(|bytes| conclave_core::EnclaveInstanceInfo::decode(&bytes).ok());
+    if let Some(conclave_core::Evidence::Simulation { attestation_key, .. }) = info.as_ref().map(|i| i.evidence()) {
+        eprintln!("simulated attestation key: {} (clients pin it with SIMKEY:<hex>)", hex::encode(attestation_key));
+    }
     let config = WebConfig::default().with_max_body_bytes(args.max_body_bytes).with_queue_capacity(args.queue_capacity);
 
     let runtime =

@@ -761,9 +761,9 @@ fn constraints_error_or_round_trip_through_their_canonical_form() {
     let mut rng = Rng::new(4);
     // Random text over the constraint alphabet, and random bytes read as UTF-8.
     const ALPHABET: &[&str] = &[
-        "C", "S", "PROD", "REVOKE", "SEC", "EXPIRE", ":", "0", "1", "7", "9", "a", "F", "e", "P", "T", "W", "Y", "M",
-        "D", "H", "S", ".", ",", "-", "+", " ", "\t", "\n", "\u{a0}", "\u{2003}", "é", "INSECURE", "STALE", "SECURE",
-        "\0",
+        "C", "S", "PROD", "REVOKE", "SEC", "EXPIRE", "SIMKEY", ":", "0", "1", "7", "9", "a", "F", "e", "P", "T", "W",
+        "Y", "M", "D", "H", "S", ".", ",", "-", "+", " ", "\t", "\n", "\u{a0}", "\u{2003}", "é", "INSECURE", "STALE",
+        "SECURE", "\0",
     ];
     for _ in 0..3000 {
         let len = rng.below(40);
@@ -851,6 +851,11 @@ fn valid_constraint(rng: &mut Rng) -> (String, String) {
         let period = &periods[rng.below(periods.len())];
         tokens.push(format!("EXPIRE:{period}"));
     }
+    for _ in 0..rng.below(3) {
+        // SIMKEY values must be ed25519 points, so derive them from a random secret.
+        let key = SigningKey::from_bytes(&rng.array()).verifying_key().to_bytes();
+        tokens.push(format!("SIMKEY:{}", if rng.chance(3) { hex::encode_upper(key) } else { hex::encode(key) }));
+    }
     if rng.chance(3) && tokens.iter().any(|t| t.starts_with("C:")) {
         // A repeated code hash, in the other case.
         let first = tokens.iter().find(|t| t.starts_with("C:")).unwrap().clone();
@@ -861,7 +866,8 @@ fn valid_constraint(rng: &mut Rng) -> (String, String) {
     }
 
     // The canonical form: C and S in order of first appearance, lowercase and
-    // deduplicated, then PROD, REVOKE, SEC (default STALE), EXPIRE as written.
+    // deduplicated, then PROD, REVOKE, SEC (default STALE), EXPIRE as written, then
+    // SIMKEY like C and S.
     let values = |key: &str| {
         let mut seen: Vec<String> = Vec::new();
         for t in &tokens {
@@ -886,6 +892,7 @@ fn valid_constraint(rng: &mut Rng) -> (String, String) {
     if let Some(period) = tokens.iter().find_map(|t| t.strip_prefix("EXPIRE:")) {
         canonical.push(format!("EXPIRE:{period}"));
     }
+    canonical.extend(values("SIMKEY:").into_iter().map(|v| format!("SIMKEY:{v}")));
 
     let space = |rng: &mut Rng| rng.pick(&[" ", "  ", "\t", "\n", "\r\n", " \u{a0}", "\u{2003}"]).to_string();
     let mut text = if rng.chance(4) { space(rng) } else { String::new() };
