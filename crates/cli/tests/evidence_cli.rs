@@ -30,6 +30,22 @@ fn sgx_args(at: &str) -> Vec<String> {
     ]
 }
 
+/// `conclave evidence verify` of the TDX sample inside its collateral's window.
+fn verify_tdx_sample() -> Output {
+    conclave(&[
+        "evidence",
+        "verify",
+        "--kind",
+        "tdx",
+        "--quote",
+        data("tdx_quote").to_str().unwrap(),
+        "--collateral",
+        data("tdx_quote_collateral.json").to_str().unwrap(),
+        "--at",
+        "2025-07-01T00:00:00Z",
+    ])
+}
+
 fn run(args: &[String]) -> Output {
     conclave(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
@@ -98,18 +114,7 @@ fn expired_collateral_exits_1_naming_the_window() {
 
 #[test]
 fn tdx_snp_and_nitro_samples_verify() {
-    let tdx = conclave(&[
-        "evidence",
-        "verify",
-        "--kind",
-        "tdx",
-        "--quote",
-        data("tdx_quote").to_str().unwrap(),
-        "--collateral",
-        data("tdx_quote_collateral.json").to_str().unwrap(),
-        "--at",
-        "2025-07-01T00:00:00Z",
-    ]);
+    let tdx = verify_tdx_sample();
     assert_eq!(tdx.status.code(), Some(0), "{}", stderr(&tdx));
     assert_eq!(stdout_json(&tdx)["security"], "SECURE");
 
@@ -161,18 +166,7 @@ fn tdx_snp_and_nitro_samples_verify() {
 
 #[test]
 fn tdx_output_pins_the_whole_td_and_shows_every_register() {
-    let tdx = conclave(&[
-        "evidence",
-        "verify",
-        "--kind",
-        "tdx",
-        "--quote",
-        data("tdx_quote").to_str().unwrap(),
-        "--collateral",
-        data("tdx_quote_collateral.json").to_str().unwrap(),
-        "--at",
-        "2025-07-01T00:00:00Z",
-    ]);
+    let tdx = verify_tdx_sample();
     assert_eq!(tdx.status.code(), Some(0), "{}", stderr(&tdx));
     let json = stdout_json(&tdx);
     // SHA-384(MRTD || RTMR0..3 || MRCONFIGID || MROWNER || MROWNERCONFIG), not MRTD.

@@ -89,7 +89,8 @@ fn attestation_bytes(url: &str) -> Vec<u8> {
     agent().get(format!("{url}/v1/attestation")).call().unwrap().body_mut().read_to_vec().unwrap()
 }
 
-fn code_hash(url: &str) -> String {
+/// The host's attestation in its JSON view.
+fn attestation_json(url: &str) -> serde_json::Value {
     let json = agent()
         .get(format!("{url}/v1/attestation"))
         .header("Accept", "application/json")
@@ -98,8 +99,11 @@ fn code_hash(url: &str) -> String {
         .body_mut()
         .read_to_vec()
         .unwrap();
-    let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
-    json["code_hash"].as_str().unwrap().to_owned()
+    serde_json::from_slice(&json).unwrap()
+}
+
+fn code_hash(url: &str) -> String {
+    attestation_json(url)["code_hash"].as_str().unwrap().to_owned()
 }
 
 fn constraint(url: &str) -> String {
@@ -459,15 +463,7 @@ fn sigkill_keeps_committed_enclave_state() {
 fn attest_shows_the_simulated_attestation_key_and_simkey_pins_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut host = HostProcess::start_in("simulation", "reverse", &dir.path().join("data"));
-    let json = agent()
-        .get(format!("{}/v1/attestation", host.url))
-        .header("Accept", "application/json")
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_vec()
-        .unwrap();
-    let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    let json = attestation_json(&host.url);
     let key = json["simulated_attestation_key"].as_str().expect("simulation evidence names its key").to_owned();
     assert_eq!(key.len(), 64);
     let pinned = constraint(&host.url);
