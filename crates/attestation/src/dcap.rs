@@ -17,7 +17,7 @@ use x509_cert::crl::CertificateList;
 
 use crate::error::{AttestationError, SignedItem};
 use crate::x509;
-use crate::{EvidenceKind, SecuritySummary, TrustRoots, VerifiedEvidence};
+use crate::{EvidenceKind, SecuritySummary, SgxDetails, TdxDetails, TeeDetails, TrustRoots, VerifiedEvidence};
 
 /// Which Intel TEE a quote must come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,15 +90,33 @@ pub(crate) fn verify(
             advisory_ids: report.advisory_ids.clone(),
             security: SecuritySummary::Insecure,
             security_reason: String::new(),
-            timestamp_unix: now,
+            // A DCAP quote carries no creation time: its age cannot be known.
+            timestamp_unix: None,
+            details: TeeDetails::Sgx(SgxDetails {
+                mr_enclave: r.mr_enclave,
+                mr_signer: r.mr_signer,
+                isv_prod_id: r.isv_prod_id,
+                isv_svn: r.isv_svn,
+                attributes: r.attributes,
+            }),
         },
         (Tee::Tdx, r) => {
             let td = r
                 .as_td10()
                 .ok_or_else(|| AttestationError::Unsupported { what: "tdx quote without a td report body".into() })?;
+            let details = TdxDetails {
+                mr_td: td.mr_td,
+                rtmr: [td.rt_mr0, td.rt_mr1, td.rt_mr2, td.rt_mr3],
+                mr_config_id: td.mr_config_id,
+                mr_owner: td.mr_owner,
+                mr_owner_config: td.mr_owner_config,
+                td_attributes: td.td_attributes,
+            };
             VerifiedEvidence {
                 kind: EvidenceKind::Tdx,
-                measurement: td.mr_td.to_vec(),
+                // MRTD alone pins only the firmware: the code hash covers every
+                // register that says what runs in the TD and how it was configured.
+                measurement: details.composite_measurement().to_vec(),
                 signer: None,
                 product_id: None,
                 revocation_level: None,
@@ -110,7 +128,8 @@ pub(crate) fn verify(
                 advisory_ids: report.advisory_ids.clone(),
                 security: SecuritySummary::Insecure,
                 security_reason: String::new(),
-                timestamp_unix: now,
+                timestamp_unix: None,
+                details: TeeDetails::Tdx(details),
             }
         }
         (Tee::Sgx, _) => {

@@ -22,7 +22,11 @@
 //! [`SECURE`](SecuritySummary::Secure), the "needs configuration / software
 //! hardening / out of date" family is [`STALE`](SecuritySummary::Stale), a debug
 //! enclave is [`INSECURE`](SecuritySummary::Insecure), and anything revoked or broken
-//! is an error. `docs/attestation.md` in the repository describes the mapping for each
+//! is an error. SEV-SNP is at best STALE (its TCB's currency needs AMD KDS data this
+//! crate does not have) and INSECURE when its policy allows debugging or a migration
+//! agent or its report is not from VMPL 0. Every TEE register is in
+//! [`VerifiedEvidence::details`]; for TDX the code hash is a composite of all eight
+//! identity registers ([`TdxDetails::composite_measurement`]). `docs/attestation.md` in the repository describes the mapping for each
 //! TEE, the binary encoding and what is and is not checked.
 //!
 //! # Getting started
@@ -61,6 +65,7 @@
 #![deny(missing_docs)]
 
 mod dcap;
+mod details;
 mod encoding;
 mod error;
 pub mod formats;
@@ -74,6 +79,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub use details::{NitroDetails, SgxDetails, SnpDetails, SnpTcb, TdxDetails, TeeDetails};
 pub use encoding::{ENCODING_VERSION, EncodingError};
 pub use error::{AttestationError, CertificateProblem, SignedItem, Timestamp};
 pub use roots::TrustRoots;
@@ -268,8 +274,9 @@ impl HardwareEvidence {
 pub struct VerifiedEvidence {
     /// Which kind of evidence this came from.
     pub kind: EvidenceKind,
-    /// The launch measurement: SGX MRENCLAVE (32 bytes), TDX MRTD (48), SEV-SNP
-    /// MEASUREMENT (48), Nitro PCR0 (48).
+    /// The code hash a `C:` token pins: SGX MRENCLAVE (32 bytes), for TDX the
+    /// composite of all eight identity registers ([`TdxDetails::composite_measurement`],
+    /// 48), SEV-SNP MEASUREMENT (48), Nitro PCR0 (48).
     #[serde(with = "hex_bytes")]
     pub measurement: Vec<u8>,
     /// Who signed the code: SGX MRSIGNER, SEV-SNP author key digest when one is
@@ -294,9 +301,12 @@ pub struct VerifiedEvidence {
     pub security: SecuritySummary,
     /// Why the summary is what it is, including what was not checked.
     pub security_reason: String,
-    /// The verification time (SGX, TDX, SEV-SNP) or the document's own creation
-    /// time (Nitro), in unix seconds.
-    pub timestamp_unix: u64,
+    /// When the evidence was made, in unix seconds, where the evidence says so:
+    /// Nitro's signed document timestamp. `None` for SGX, TDX and SEV-SNP, whose
+    /// evidence carries no creation time (their age cannot be known).
+    pub timestamp_unix: Option<u64>,
+    /// Every identity register of the TEE under its vendor's name.
+    pub details: TeeDetails,
 }
 
 mod hex_bytes {

@@ -9,7 +9,12 @@
 //! SHA-384, every issuer must be a CA, and every certificate must be valid at the
 //! verification time.
 //!
-//! AWS publishes no TCB status for Nitro: a valid non-debug document is SECURE.
+//! A debug-mode enclave (PCR0, PCR1 and PCR2 all zero, as the hypervisor reports
+//! them in debug mode) is INSECURE. Otherwise a valid document is SECURE: Nitro has
+//! no TCB version a verifier could find out of date (the hypervisor is AWS's and is
+//! patched by AWS, the document names no version of it), so there is nothing a
+//! STALE could point at or an operator could fix. The reason says what was and was
+//! not checked; `docs/attestation.md` explains the choice.
 
 use ciborium::Value;
 use coset::{CborSerializable, CoseSign1, iana};
@@ -21,7 +26,7 @@ use x509_cert::Certificate;
 use crate::error::{AttestationError, CertificateProblem, SignedItem};
 use crate::snp::SNP_TCB_STATUS as NO_VENDOR_TCB_STATUS;
 use crate::x509;
-use crate::{EvidenceKind, SecuritySummary, TrustRoots, VerifiedEvidence};
+use crate::{EvidenceKind, NitroDetails, SecuritySummary, TeeDetails, TrustRoots, VerifiedEvidence};
 
 const ECDSA_WITH_SHA384: &str = "1.2.840.10045.4.3.3";
 
@@ -62,31 +67,19 @@ pub(crate) fn verify(document: &[u8], now: u64, roots: &TrustRoots) -> Result<Ve
         })
         .map_err(|()| AttestationError::Signature(SignedItem::NitroDocument))?;
 
-    let pcr = |index: u64| payload.pcrs.iter().find(|(i, _)| *i == index).map(|(_, v)| v.clone());
-    let pcr0 = pcr(0)
-        .ok_or_else(|| AttestationError::Malformed { what: "nitro payload", reason: "pcrs has no PCR0".into() })?;
-    // Enclaves started in debug mode report all-zero PCRs.
-    let debug = pcr0.iter().all(|&b| b == 0);
-    let signer = pcr(8).filter(|v| v.iter().any(|&b| b != 0));
-    let timestamp_unix = payload.timestamp_ms / 1000;
-    let (security, security_reason) = if debug {
-        (
-            SecuritySummary::Insecure,
-            "enclave runs in debug mode (PCR0 is all zero): its console and memory are \
-             visible to the parent instance"
-                .to_owned(),
-        )
-    } else {
-        (
-            SecuritySummary::Secure,
-            "cose_sign1 es384 signature and certificate chain to the pinned aws nitro \
-             enclaves root-g1 are valid; aws publishes no tcb status to compare against"
-                .to_owned(),
-        )
+    let pcr = |index: u64| -> Result<[u8; 48], AttestationError> {
+        let value = payload.pcrs.iter().find(|(i, _)| *i == index).map(|(_, v)| v.as_slice());
+        let value = value.ok_or_else(|| malformed(format!("pcrs has no PCR{index}")))?;
+        // `parse_payload` checked that every PCR is 48 bytes.
+        value.try_into().map_err(|_| malformed(format!("pcr{index} is not 48 bytes")))
     };
+    let details = NitroDetails { pcr0: pcr(0)?, pcr1: pcr(1)?, pcr2: pcr(2)?, pcr8: pcr(8).ok() };
+    let debug = debug_mode(&details);
+    let signer = details.pcr8.filter(|v| v.iter().any(|&b| b != 0)).map(|v| v.to_vec());
+    let (security, security_reason) = summarise(debug);
     Ok(VerifiedEvidence {
         kind: EvidenceKind::Nitro,
-        measurement: pcr0,
+        measurement: details.pcr0.to_vec(),
         signer,
         product_id: None,
         revocation_level: None,
@@ -96,8 +89,36 @@ pub(crate) fn verify(document: &[u8], now: u64, roots: &TrustRoots) -> Result<Ve
         advisory_ids: Vec::new(),
         security,
         security_reason,
-        timestamp_unix,
+        // The document's own signed creation time, so EXPIRE can measure its age.
+        timestamp_unix: Some(payload.timestamp_ms / 1000),
+        details: TeeDetails::Nitro(details),
     })
+}
+
+/// The hypervisor reports PCR0, PCR1 and PCR2 as all zero for an enclave started in
+/// debug mode. A measured enclave never has an all-zero hash in any of them, so one
+/// zero register is enough to treat the enclave as debug: failing safe costs nothing.
+fn debug_mode(d: &NitroDetails) -> bool {
+    [d.pcr0, d.pcr1, d.pcr2].iter().any(|pcr| pcr.iter().all(|&b| b == 0))
+}
+
+fn summarise(debug: bool) -> (SecuritySummary, String) {
+    if debug {
+        return (
+            SecuritySummary::Insecure,
+            "enclave runs in debug mode (PCR0, PCR1 and PCR2 are all zero): its console and memory are \
+             visible to the parent instance"
+                .to_owned(),
+        );
+    }
+    (
+        SecuritySummary::Secure,
+        "cose_sign1 es384 signature and certificate chain to the pinned aws nitro enclaves root-g1 are \
+         valid, and PCR0-2 show a non-debug enclave; nitro has no tcb version to check (aws patches the \
+         hypervisor and the document names no version of it); not checked: pcr3 (parent instance role), \
+         pcr4 (parent instance id), nonce, public_key, and revocation (nitro certificates have none)"
+            .to_owned(),
+    )
 }
 
 fn malformed(reason: impl Into<String>) -> AttestationError {
@@ -240,4 +261,32 @@ fn verifying_key(cert: &Certificate, role: &str) -> Result<VerifyingKey, Attesta
         certificate: x509::describe(cert, role),
         problem: CertificateProblem::UnsupportedAlgorithm("public key is not ecdsa p-384".into()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_pcrs_mean_debug_mode() {
+        let measured = NitroDetails { pcr0: [1; 48], pcr1: [2; 48], pcr2: [3; 48], pcr8: None };
+        assert!(!debug_mode(&measured));
+        assert!(debug_mode(&NitroDetails { pcr0: [0; 48], pcr1: [0; 48], pcr2: [0; 48], ..measured }));
+        for i in 0..3 {
+            let mut one = measured.clone();
+            [&mut one.pcr0, &mut one.pcr1, &mut one.pcr2][i].fill(0);
+            assert!(debug_mode(&one), "pcr{i} zero");
+        }
+    }
+
+    #[test]
+    fn debug_mode_is_insecure_and_a_normal_enclave_says_what_was_not_checked() {
+        let (summary, reason) = summarise(true);
+        assert_eq!(summary, SecuritySummary::Insecure);
+        assert!(reason.contains("debug mode (PCR0, PCR1 and PCR2 are all zero)"), "{reason}");
+        let (summary, reason) = summarise(false);
+        assert_eq!(summary, SecuritySummary::Secure);
+        assert!(reason.contains("no tcb version"), "{reason}");
+        assert!(reason.contains("not checked"), "{reason}");
+    }
 }

@@ -3,7 +3,23 @@
 mod common;
 
 use common::{AUGUST_2025, JULY_2025, data, sgx, tdx};
-use conclave_attestation::{AttestationError, EvidenceKind, HardwareEvidence, SecuritySummary, SignedItem, TrustRoots};
+use conclave_attestation::{
+    AttestationError, EvidenceKind, HardwareEvidence, SecuritySummary, SignedItem, TeeDetails, TrustRoots,
+};
+
+/// The TDX sample's registers, as the testdata README lists them (quote offsets 184..568).
+const TDX_MRTD: &str =
+    "91eb2b44d141d4ece09f0c75c2c53d247a3c68edd7fafe8a3520c942a604a407de03ae6dc5f87f27428b2538873118b7";
+const TDX_RTMR: [&str; 4] = [
+    "44c0197b39157fdd7a4dcc44767f9d6b0bb3977c7a8e347b8492f827fe9d9e5c48aca29b220b80b6a540cf994b9bc9c0",
+    "0084452c01668329d4bc06acdf58a7205c26743304509973949e5619bf81a6a7aea8c323c173019b3093d54e579e9378",
+    "d833feef2cd945148aa38ead2c53e9b7f138190aaaebfc551dccd829fc207aa3ba80b70870d7330733642e01d48c3132",
+    "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
+];
+/// SHA-384(MRTD ‖ RTMR0..3 ‖ MRCONFIGID ‖ MROWNER ‖ MROWNERCONFIG) of the TDX sample,
+/// computed apart from this crate (Python hashlib over the raw quote bytes).
+const TDX_CODE_HASH: &str =
+    "ea7e4523802457c49c41902cc133000079f37756577546851d4e6cea3fcac1cd0c1982c69bf32f79a7df3c5f880ab352";
 
 fn with_collateral_edit(
     evidence: HardwareEvidence,
@@ -57,7 +73,16 @@ fn sgx_sample_verifies_with_the_published_tcb_status() {
     assert_eq!(v.advisory_ids, ["INTEL-SA-00289", "INTEL-SA-00615"]);
     assert_eq!(v.security, SecuritySummary::Stale);
     assert!(v.security_reason.contains("ConfigurationAndSWHardeningNeeded"));
-    assert_eq!(v.timestamp_unix, JULY_2025);
+    // A DCAP quote carries no creation time; the verification time is not one.
+    assert_eq!(v.timestamp_unix, None);
+    let TeeDetails::Sgx(d) = &v.details else { panic!("sgx details expected, got {:?}", v.details) };
+    assert_eq!(d.mr_enclave.to_vec(), v.measurement);
+    assert_eq!(d.mr_signer.to_vec(), v.signer.unwrap());
+    assert_eq!((d.isv_prod_id, d.isv_svn), (0, 0));
+    assert_eq!(hex::encode(d.attributes), "0500000000000000e700000000000000");
+    let json = v.details.to_json();
+    assert_eq!(json["mrenclave"], "33d8736db756ed4997e04ba358d27833188f1932ff7b1d156904d3f560452fbb");
+    assert_eq!(json["isvsvn"], 0);
 }
 
 #[test]
@@ -74,10 +99,7 @@ fn tdx_sample_with_trailing_padding_verifies_up_to_date() {
     assert!(quote[4936..].iter().all(|&b| b == 0), "70 bytes of padding");
     let v = tdx().verify(JULY_2025).unwrap();
     assert_eq!(v.kind, EvidenceKind::Tdx);
-    assert_eq!(
-        hex::encode(&v.measurement),
-        "91eb2b44d141d4ece09f0c75c2c53d247a3c68edd7fafe8a3520c942a604a407de03ae6dc5f87f27428b2538873118b7"
-    );
+    assert_eq!(hex::encode(&v.measurement), TDX_CODE_HASH);
     assert_eq!(
         hex::encode(&v.report_data),
         "9a9d48e7f6799642d3d1b34e1e5e1742d4bb02dd6ddd551862c1211d35c304f9eca3efdbb481601c163cf52493d6e44aed55d51ec39b7e518fadb92c2b523f20"
@@ -87,6 +109,42 @@ fn tdx_sample_with_trailing_padding_verifies_up_to_date() {
     assert_eq!(v.tcb_status, "UpToDate");
     assert!(v.advisory_ids.is_empty());
     assert_eq!(v.security, SecuritySummary::Secure);
+    assert_eq!(v.timestamp_unix, None);
+}
+
+#[test]
+fn tdx_code_hash_is_the_composite_and_every_register_is_exposed() {
+    let v = tdx().verify(JULY_2025).unwrap();
+    // MRTD alone pins only the firmware: it must not be the code hash any more.
+    assert_ne!(hex::encode(&v.measurement), TDX_MRTD);
+    let TeeDetails::Tdx(d) = &v.details else { panic!("tdx details expected, got {:?}", v.details) };
+    assert_eq!(hex::encode(d.mr_td), TDX_MRTD);
+    for (i, expected) in TDX_RTMR.iter().enumerate() {
+        assert_eq!(hex::encode(d.rtmr[i]), *expected, "rtmr{i}");
+    }
+    for zero in [d.mr_config_id, d.mr_owner, d.mr_owner_config] {
+        assert_eq!(zero, [0; 48]);
+    }
+    assert_eq!(hex::encode(d.composite_measurement()), TDX_CODE_HASH);
+    let json = v.details.to_json();
+    assert_eq!(v.details.json_key(), "tdx");
+    assert_eq!(json["mrtd"], TDX_MRTD);
+    for (i, expected) in TDX_RTMR.iter().enumerate() {
+        assert_eq!(json[format!("rtmr{i}")], *expected);
+    }
+    assert_eq!(json["mrconfigid"], "00".repeat(48));
+    assert_eq!(json["mrowner"], "00".repeat(48));
+    assert_eq!(json["mrownerconfig"], "00".repeat(48));
+}
+
+#[test]
+fn flipped_byte_in_a_tdx_rtmr_or_mrowner_breaks_the_quote_signature() {
+    // RTMR3 at 520..568 and MROWNER at 280..328 are in the signed td report, so a
+    // host cannot swap the registers the composite code hash covers.
+    for offset in [530, 290] {
+        let err = with_quote_byte_flipped(tdx(), offset).verify(JULY_2025).unwrap_err();
+        assert!(matches!(err, AttestationError::Signature(SignedItem::TdxQuoteBody)), "offset {offset}: {err}");
+    }
 }
 
 #[test]

@@ -3,7 +3,9 @@
 mod common;
 
 use common::{NITRO_TIME, find, nitro, nitro_document};
-use conclave_attestation::{AttestationError, EvidenceKind, HardwareEvidence, SecuritySummary, SignedItem, TrustRoots};
+use conclave_attestation::{
+    AttestationError, EvidenceKind, HardwareEvidence, SecuritySummary, SignedItem, TeeDetails, TrustRoots,
+};
 
 const PCR0: &str = "e72a46ca80a260fb044a125442f0c7e331813bcbaf9724d9f3857758992766f2d65710a27aa94ae3949dd54e7c9fe86a";
 
@@ -19,8 +21,31 @@ fn document_verifies_at_its_own_time() {
     assert!(!v.debug);
     assert_eq!(v.signer, None, "PCR8 is all zero");
     assert_eq!(v.report_data, vec![0x01; 1024], "user_data");
-    assert_eq!(v.timestamp_unix, 1_725_719_859);
+    // The document's own signed creation time, not the verification time.
+    assert_eq!(v.timestamp_unix, Some(1_725_719_859));
     assert_eq!(v.security, SecuritySummary::Secure);
+    assert!(v.security_reason.contains("nitro has no tcb version to check"), "{}", v.security_reason);
+    assert!(v.security_reason.contains("not checked: pcr3"), "{}", v.security_reason);
+}
+
+#[test]
+fn document_exposes_pcrs_0_to_2_and_8() {
+    let v = nitro().verify(NITRO_TIME).unwrap();
+    let TeeDetails::Nitro(d) = &v.details else { panic!("nitro details expected, got {:?}", v.details) };
+    assert_eq!(hex::encode(d.pcr0), PCR0);
+    assert_eq!(
+        hex::encode(d.pcr1),
+        "0343b056cd8485ca7890ddd833476d78460aed2aa161548e4e26bedf321726696257d623e8805f3f605946b3d8b0c6aa"
+    );
+    assert_eq!(
+        hex::encode(d.pcr2),
+        "d5dcbdea0aa39c802f9d55ced2ea6e4d74ecec5f08fe40c508882639c9090642669106a062a3e24ee2805a3024b9b75c"
+    );
+    assert_eq!(d.pcr8, Some([0; 48]));
+    let json = v.details.to_json();
+    assert_eq!(v.details.json_key(), "nitro");
+    assert_eq!(json["pcr0"], PCR0);
+    assert_eq!(json["pcr8"], "00".repeat(48));
 }
 
 #[test]

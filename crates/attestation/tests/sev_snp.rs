@@ -4,7 +4,8 @@ mod common;
 
 use common::{JULY_2025, data, snp_milan, snp_report_milan};
 use conclave_attestation::{
-    AttestationError, CertificateProblem, EvidenceKind, HardwareEvidence, SecuritySummary, SignedItem, TrustRoots,
+    AttestationError, CertificateProblem, EvidenceKind, HardwareEvidence, SecuritySummary, SignedItem, SnpTcb,
+    TeeDetails, TrustRoots,
 };
 
 fn milan_with(report: Vec<u8>, vcek: Vec<u8>, chain: Vec<u8>) -> HardwareEvidence {
@@ -26,9 +27,63 @@ fn milan_report_verifies_with_its_measurement_and_report_data() {
     // author_key_digest is all zero in this report.
     assert_eq!(v.signer, None);
     assert!(!v.debug);
-    assert_eq!(v.security, SecuritySummary::Secure);
-    assert!(v.security_reason.contains("bootloader 3, tee 0, snp 8, microcode 115"));
-    assert!(v.security_reason.contains("not compared"));
+    assert_eq!(v.timestamp_unix, None, "an snp report carries no creation time");
+}
+
+#[test]
+fn milan_report_is_stale_because_its_tcb_currency_cannot_be_evaluated() {
+    // Policy 0x30000 (no DEBUG, no MIGRATE_MA) at VMPL 0: genuine and not open to the
+    // host, but without AMD KDS data nobody here knows whether TCB 3/0/8/115 is current.
+    let v = snp_milan().verify(JULY_2025).unwrap();
+    assert_eq!(v.security, SecuritySummary::Stale);
+    assert_eq!(v.tcb_status, "NotEvaluated");
+    let reason = &v.security_reason;
+    assert!(reason.contains("reported tcb (bootloader 3, tee 0, snp 8, microcode 115)"), "{reason}");
+    assert!(reason.contains("cannot be evaluated without amd kds data"), "{reason}");
+    assert!(reason.contains("never SECURE"), "{reason}");
+}
+
+#[test]
+fn milan_report_exposes_policy_vmpl_host_data_and_tcb() {
+    let v = snp_milan().verify(JULY_2025).unwrap();
+    let TeeDetails::SevSnp(d) = &v.details else { panic!("sev-snp details expected, got {:?}", v.details) };
+    assert_eq!(d.measurement.to_vec(), v.measurement);
+    assert_eq!(d.policy, 0x30000);
+    assert_eq!(d.vmpl, 0);
+    assert_eq!(d.host_data, [0; 32]);
+    assert_eq!(d.reported_tcb, SnpTcb { bootloader: 3, tee: 0, snp: 8, microcode: 115, fmc: None });
+    let json = v.details.to_json();
+    assert_eq!(v.details.json_key(), "sev_snp");
+    assert_eq!(json["policy"], "0x0000000000030000");
+    assert_eq!(json["vmpl"], 0);
+    assert_eq!(json["host_data"], "00".repeat(32));
+    assert_eq!(json["reported_tcb"]["snp"], 8);
+}
+
+#[test]
+fn a_host_cannot_flip_the_policy_or_vmpl_of_a_signed_report() {
+    // Policy (0x08, DEBUG is bit 19 = byte 0x0A bit 3; MIGRATE_MA bit 18 = bit 2) and
+    // VMPL (0x30) are signed: setting them to look better, or worse, breaks the signature.
+    for (offset, bit) in [(0x0A, 0x08), (0x0A, 0x04), (0x30, 0x01)] {
+        let mut report = snp_report_milan();
+        report[offset] ^= bit;
+        let err = milan_with(report, data("vcek_milan.der"), data("cert_chain_milan")).verify(JULY_2025).unwrap_err();
+        assert!(matches!(err, AttestationError::Signature(SignedItem::SnpReport)), "{offset:#x}/{bit:#x}: {err}");
+    }
+}
+
+#[test]
+fn a_reported_tcb_that_is_not_the_vceks_is_a_verification_error() {
+    // REPORTED_TCB at 0x180: bootloader byte 0, microcode byte 7. The VCEK was
+    // issued for 3/0/8/115; a report claiming another TCB is refused by name.
+    let mut report = snp_report_milan();
+    report[0x180] = 4;
+    let err = milan_with(report, data("vcek_milan.der"), data("cert_chain_milan")).verify(JULY_2025).unwrap_err();
+    assert_eq!(err.to_string(), "vcek blSPL vs report reported_tcb.bootloader mismatch: expected 3, found 4");
+    let mut report = snp_report_milan();
+    report[0x187] = 200;
+    let err = milan_with(report, data("vcek_milan.der"), data("cert_chain_milan")).verify(JULY_2025).unwrap_err();
+    assert!(matches!(err, AttestationError::Mismatch { field: "vcek ucodeSPL vs report reported_tcb.microcode", .. }));
 }
 
 #[test]

@@ -116,6 +116,10 @@ fn print_summary(info: &VerifiedEnclaveInfo) {
     println!("revocation level:      {}", or_none(id.revocation_level));
     println!("security:              {}", id.security.as_str());
     println!("security reason:       {}", id.security_reason);
+    if let Some(key) = id.simulated_attestation_key.map(hex::encode) {
+        println!("simulation key:        {key}");
+        println!("                       pin this host's simulated attestation key with SIMKEY:{key}");
+    }
     println!("data signing key:      {}", hex::encode(info.data_signing_key));
     println!("encryption key:        {}", info.encryption_key.to_hex());
 }

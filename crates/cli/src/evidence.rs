@@ -32,7 +32,11 @@ use conclave_core::info::AttestedIdentity;
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "\
 Prints the verified result as JSON on stdout (kind, code_hash, signer, report_data, debug,
-tcb_status, advisory_ids, security, ...).
+tcb_status, advisory_ids, security, timestamp_unix, ...), and every register of the TEE
+under its name: sgx (mrenclave, mrsigner, isvprodid, isvsvn), tdx (mrtd, rtmr0-3,
+mrconfigid, mrowner, mrownerconfig), sev_snp (measurement, host_data, policy, vmpl,
+reported_tcb) or nitro (pcr0-2, pcr8). The TDX code_hash is SHA-384 over
+MRTD||RTMR0-3||MRCONFIGID||MROWNER||MROWNERCONFIG.
 
 Exit codes:
   0  the evidence verifies (and satisfies --constraint, if given)
@@ -132,27 +136,12 @@ fn verify(args: &VerifyArgs) -> Result<(), Failure> {
 }
 
 fn check(constraint: &EnclaveConstraint, v: &VerifiedEvidence, now: u64) -> anyhow::Result<()> {
-    // conclave-core names the security summary by the same uppercase words; going
-    // through the text keeps this independent of whether core re-exports our type.
-    let security: conclave_core::SecuritySummary = v
-        .security
-        .as_str()
-        .parse()
-        .map_err(|_| anyhow!("security summary {} is unknown to conclave-core", v.security))?;
-    let identity = AttestedIdentity {
-        code_hash: v.measurement.clone(),
-        signer: v.signer.clone(),
-        product_id: v.product_id,
-        revocation_level: v.revocation_level,
-        security,
-        security_reason: v.security_reason.clone(),
-        timestamp_unix: v.timestamp_unix,
-    };
+    let identity = AttestedIdentity::from_hardware(v);
     constraint.check_identity(&identity, now).with_context(|| format!("checking constraint {constraint}"))
 }
 
 fn to_json(v: &VerifiedEvidence) -> serde_json::Value {
-    serde_json::json!({
+    let mut json = serde_json::json!({
         "kind": v.kind.as_str(),
         "code_hash": hex::encode(&v.measurement),
         "signer": v.signer.as_ref().map(hex::encode),
@@ -164,8 +153,12 @@ fn to_json(v: &VerifiedEvidence) -> serde_json::Value {
         "advisory_ids": v.advisory_ids,
         "security": v.security.as_str(),
         "security_reason": v.security_reason,
+        // null for SGX, TDX and SEV-SNP: their evidence has no creation time.
         "timestamp_unix": v.timestamp_unix,
-    })
+    });
+    // Every register under the TEE's name: "sgx", "tdx", "sev_snp" or "nitro".
+    json[v.details.json_key()] = v.details.to_json();
+    json
 }
 
 /// RFC 3339 or unix seconds.

@@ -168,12 +168,17 @@ pub fn run(args: &HostArgs) -> anyhow::Result<ExitCode> {
     let secret = platform_secret(&args.data_dir)?;
     let store_path = args.data_dir.join(STORE_FILE);
     let store = Store::open(&store_path).with_context(|| format!("cannot open store {}", store_path.display()))?;
-    let service = HostService::new(host, store, ServiceConfig::new(secret)).context("cannot start the enclave")?;
+    let mut service = HostService::new(host, store, ServiceConfig::new(secret)).context("cannot start the enclave")?;
     let mode = match args.mode {
         Mode::Mock => "MOCK",
         Mode::Simulation => "SIMULATION",
     };
     eprintln!("WARNING: INSECURE: {mode} mode: {}", insecure_warning(args.mode));
+    // Clients pin the key that signs the served evidence with SIMKEY.
+    let info = service.attestation().ok().and_then(|bytes| conclave_core::EnclaveInstanceInfo::decode(&bytes).ok());
+    if let Some(conclave_core::Evidence::Simulation { attestation_key, .. }) = info.as_ref().map(|i| i.evidence()) {
+        eprintln!("simulated attestation key: {} (clients pin it with SIMKEY:<hex>)", hex::encode(attestation_key));
+    }
     let config = WebConfig::default().with_max_body_bytes(args.max_body_bytes).with_queue_capacity(args.queue_capacity);
 
     let runtime =

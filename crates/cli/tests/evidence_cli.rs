@@ -30,6 +30,22 @@ fn sgx_args(at: &str) -> Vec<String> {
     ]
 }
 
+/// `conclave evidence verify` of the TDX sample inside its collateral's window.
+fn verify_tdx_sample() -> Output {
+    conclave(&[
+        "evidence",
+        "verify",
+        "--kind",
+        "tdx",
+        "--quote",
+        data("tdx_quote").to_str().unwrap(),
+        "--collateral",
+        data("tdx_quote_collateral.json").to_str().unwrap(),
+        "--at",
+        "2025-07-01T00:00:00Z",
+    ])
+}
+
 fn run(args: &[String]) -> Output {
     conclave(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
@@ -98,18 +114,7 @@ fn expired_collateral_exits_1_naming_the_window() {
 
 #[test]
 fn tdx_snp_and_nitro_samples_verify() {
-    let tdx = conclave(&[
-        "evidence",
-        "verify",
-        "--kind",
-        "tdx",
-        "--quote",
-        data("tdx_quote").to_str().unwrap(),
-        "--collateral",
-        data("tdx_quote_collateral.json").to_str().unwrap(),
-        "--at",
-        "2025-07-01T00:00:00Z",
-    ]);
+    let tdx = verify_tdx_sample();
     assert_eq!(tdx.status.code(), Some(0), "{}", stderr(&tdx));
     assert_eq!(stdout_json(&tdx)["security"], "SECURE");
 
@@ -129,7 +134,14 @@ fn tdx_snp_and_nitro_samples_verify() {
         "1751328000",
     ]);
     assert_eq!(snp.status.code(), Some(0), "{}", stderr(&snp));
-    assert!(stdout_json(&snp)["code_hash"].as_str().unwrap().starts_with("7a1e5c266c0108db"));
+    let json = stdout_json(&snp);
+    assert!(json["code_hash"].as_str().unwrap().starts_with("7a1e5c266c0108db"));
+    // Without AMD KDS data the TCB's currency is unknown: STALE, never SECURE.
+    assert_eq!(json["security"], "STALE");
+    assert_eq!(json["sev_snp"]["policy"], "0x0000000000030000");
+    assert_eq!(json["sev_snp"]["vmpl"], 0);
+    assert_eq!(json["sev_snp"]["reported_tcb"]["microcode"], 115);
+    assert_eq!(json["timestamp_unix"], serde_json::Value::Null);
 
     // The document file is base64.
     let nitro = conclave(&[
@@ -143,7 +155,65 @@ fn tdx_snp_and_nitro_samples_verify() {
         "2024-09-07T14:37:39Z",
     ]);
     assert_eq!(nitro.status.code(), Some(0), "{}", stderr(&nitro));
-    assert!(stdout_json(&nitro)["code_hash"].as_str().unwrap().starts_with("e72a46ca80a260fb"));
+    let json = stdout_json(&nitro);
+    assert!(json["code_hash"].as_str().unwrap().starts_with("e72a46ca80a260fb"));
+    assert_eq!(json["nitro"]["pcr0"], json["code_hash"]);
+    assert!(json["nitro"]["pcr1"].as_str().unwrap().starts_with("0343b056cd8485ca"));
+    assert!(json["nitro"]["pcr2"].as_str().unwrap().starts_with("d5dcbdea0aa39c80"));
+    assert_eq!(json["nitro"]["pcr8"], "00".repeat(48));
+    assert_eq!(json["timestamp_unix"], 1_725_719_859);
+}
+
+#[test]
+fn tdx_output_pins_the_whole_td_and_shows_every_register() {
+    let tdx = verify_tdx_sample();
+    assert_eq!(tdx.status.code(), Some(0), "{}", stderr(&tdx));
+    let json = stdout_json(&tdx);
+    // SHA-384(MRTD || RTMR0..3 || MRCONFIGID || MROWNER || MROWNERCONFIG), not MRTD.
+    assert_eq!(
+        json["code_hash"],
+        "ea7e4523802457c49c41902cc133000079f37756577546851d4e6cea3fcac1cd0c1982c69bf32f79a7df3c5f880ab352"
+    );
+    let td = &json["tdx"];
+    assert_eq!(
+        td["mrtd"],
+        "91eb2b44d141d4ece09f0c75c2c53d247a3c68edd7fafe8a3520c942a604a407de03ae6dc5f87f27428b2538873118b7"
+    );
+    assert!(td["rtmr0"].as_str().unwrap().starts_with("44c0197b39157fdd"));
+    assert!(td["rtmr1"].as_str().unwrap().starts_with("0084452c01668329"));
+    assert!(td["rtmr2"].as_str().unwrap().starts_with("d833feef2cd94514"));
+    for zero in ["rtmr3", "mrconfigid", "mrowner", "mrownerconfig"] {
+        assert_eq!(td[zero], "00".repeat(48), "{zero}");
+    }
+    assert_eq!(json["timestamp_unix"], serde_json::Value::Null);
+}
+
+#[test]
+fn sgx_output_shows_its_registers_and_no_timestamp() {
+    let json = stdout_json(&run(&sgx_args("1751328000")));
+    assert_eq!(json["sgx"]["mrenclave"], json["code_hash"]);
+    assert_eq!(json["sgx"]["mrsigner"], SGX_MRSIGNER);
+    assert_eq!(json["sgx"]["isvprodid"], 0);
+    assert_eq!(json["sgx"]["isvsvn"], 0);
+    // A DCAP quote carries no creation time; the verification time is not one.
+    assert_eq!(json["timestamp_unix"], serde_json::Value::Null);
+}
+
+#[test]
+fn expire_on_sgx_evidence_exits_1_saying_its_age_is_unknown() {
+    let mut args = sgx_args("1751328000");
+    args.extend(["--constraint".into(), format!("S:{SGX_MRSIGNER} PROD:0 EXPIRE:P1D")]);
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "EXPIRE:P1D: sgx-dcap evidence carries no creation time, so its age cannot be checked; drop EXPIRE for \
+             sgx-dcap enclaves"
+        ),
+        "{err}"
+    );
+    assert_eq!(stdout_json(&out)["constraint"]["satisfied"], false);
 }
 
 #[test]

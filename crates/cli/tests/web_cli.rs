@@ -89,7 +89,8 @@ fn attestation_bytes(url: &str) -> Vec<u8> {
     agent().get(format!("{url}/v1/attestation")).call().unwrap().body_mut().read_to_vec().unwrap()
 }
 
-fn code_hash(url: &str) -> String {
+/// The host's attestation in its JSON view.
+fn attestation_json(url: &str) -> serde_json::Value {
     let json = agent()
         .get(format!("{url}/v1/attestation"))
         .header("Accept", "application/json")
@@ -98,8 +99,11 @@ fn code_hash(url: &str) -> String {
         .body_mut()
         .read_to_vec()
         .unwrap();
-    let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
-    json["code_hash"].as_str().unwrap().to_owned()
+    serde_json::from_slice(&json).unwrap()
+}
+
+fn code_hash(url: &str) -> String {
+    attestation_json(url)["code_hash"].as_str().unwrap().to_owned()
 }
 
 fn constraint(url: &str) -> String {
@@ -459,4 +463,38 @@ fn sigkill_keeps_committed_enclave_state() {
         (result["min"].as_f64(), result["max"].as_f64(), result["mean"].as_f64()),
         (Some(10.0), Some(60.0), Some(30.0))
     );
+}
+
+#[test]
+fn attest_shows_the_simulated_attestation_key_and_simkey_pins_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = HostProcess::start_in("simulation", "reverse", &dir.path().join("data"));
+    let json = attestation_json(&host.url);
+    let key = json["simulated_attestation_key"].as_str().expect("simulation evidence names its key").to_owned();
+    assert_eq!(key.len(), 64);
+    let pinned = constraint(&host.url);
+
+    let out = conclave(&["attest", &host.url, "--constraint", &pinned]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains(&format!("simulation key:        {key}\n")), "{text}");
+    assert!(text.contains(&format!("pin this host's simulated attestation key with SIMKEY:{key}\n")), "{text}");
+
+    let out = conclave(&["attest", &host.url, "--constraint", &format!("{pinned} SIMKEY:{key}")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // The Ed25519 base point: a valid key, but not this host's.
+    let other = "5866666666666666666666666666666666666666666666666666666666666666";
+    let out = conclave(&["attest", &host.url, "--constraint", &format!("{pinned} SIMKEY:{other}")]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("SIMKEY: the evidence is signed by simulated attestation key {key}, not by")),
+        "{}",
+        stderr(&out)
+    );
+
+    host.child.kill().unwrap();
+    host.child.wait().unwrap();
+    let log = host.stderr_text();
+    assert!(log.contains(&format!("simulated attestation key: {key}")), "{log}");
 }

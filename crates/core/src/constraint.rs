@@ -1,24 +1,44 @@
 //! EnclaveConstraint: the one-line policy a client checks an enclave against.
 //!
 //! ```text
-//! C:<hex>     acceptable code hash (launch measurement); repeatable
-//! S:<hex>     acceptable code-signer; repeatable; needs PROD
-//! PROD:<n>    product id (0..=65535); only and always with S
-//! REVOKE:<n>  minimum revocation level
-//! SEC:<lvl>   minimum security: INSECURE, STALE (default) or SECURE
-//! EXPIRE:<p>  maximum attestation age, an ISO 8601 duration (P30D, PT12H, P1W)
+//! C:<hex>        acceptable code hash (launch measurement); repeatable
+//! S:<hex>        acceptable code-signer; repeatable; needs PROD
+//! PROD:<n>       product id (0..=65535); only and always with S
+//! REVOKE:<n>     minimum revocation level
+//! SEC:<lvl>      minimum security: INSECURE, STALE (default) or SECURE
+//! EXPIRE:<p>     maximum attestation age, an ISO 8601 duration (P30D, PT12H, P6M2W5D)
+//! SIMKEY:<hex>   acceptable simulated attestation key (64 hex digits, Ed25519); repeatable
 //! ```
 //!
 //! An enclave satisfies the constraint when its code hash is one of the `C`
 //! values or its signer is one of the `S` values, and every other given key
 //! holds. At least one `C` or `S` is required.
+//!
+//! `EXPIRE` durations: `P`, then any of years `Y`, months `M`, weeks `W`, days `D`
+//! in that order, then optionally `T` and hours `H`, minutes `M`, seconds `S`; weeks
+//! combine with the other units. Designators are uppercase, there is no sign, at
+//! least one unit is given, a `T` is followed by a time unit, and the whole value is
+//! the duration. The last unit may have a fraction (`PT1.5H`); what is left below a
+//! second is dropped. A year counts 365 days, a month 30 days, a week 7 days: an age
+//! limit needs no calendar. A duration of zero is refused. Evidence that carries no
+//! creation time (SGX, TDX, SEV-SNP) cannot satisfy `EXPIRE`: its age is unknown.
+//!
+//! `SIMKEY` pins the host's simulated attestation key: when given, simulation
+//! evidence must be signed by one of the listed keys and mock evidence (unsigned) is
+//! refused; hardware evidence is not affected. Without it, any key is accepted, and
+//! anyone on the network can sign simulation evidence with a key of their own.
 
 use core::fmt;
+
+use jiff::fmt::temporal::SpanParser;
 
 use crate::{
     info::{AttestedIdentity, EnclaveInstanceInfo, InfoError, VerifiedEnclaveInfo},
     security::SecuritySummary,
 };
+
+/// Every key, as the unknown-key error lists them.
+const KEYS: &str = "C, S, PROD, REVOKE, SEC, EXPIRE, SIMKEY";
 
 /// Why a constraint could not be parsed, or why an enclave does not satisfy it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,6 +121,30 @@ pub enum Unsatisfied {
         /// The attestation's age in seconds.
         age_seconds: u64,
     },
+    /// `EXPIRE` was given but the evidence carries no creation time (SGX, TDX,
+    /// SEV-SNP), so its age cannot be checked.
+    #[error(
+        "EXPIRE:{period}: {evidence} evidence carries no creation time, so its age cannot be checked; \
+         drop EXPIRE for {evidence} enclaves"
+    )]
+    NoTimestamp {
+        /// The period as written.
+        period: String,
+        /// The kind of evidence, e.g. "sgx-dcap".
+        evidence: String,
+    },
+    /// `SIMKEY` was given and the evidence is not signed by one of those keys.
+    #[error(
+        "SIMKEY: the evidence is signed by {actual}, not by one of the pinned simulated attestation keys ({})",
+        accepted.join(", ")
+    )]
+    SimulationKey {
+        /// Which key signed it: `"simulated attestation key <hex>"`, or for mock
+        /// evidence "no key (mock evidence is unsigned)".
+        actual: String,
+        /// Hex of every pinned key.
+        accepted: Vec<String>,
+    },
 }
 
 /// A parsed constraint. [`fmt::Display`] prints its canonical form.
@@ -112,6 +156,7 @@ pub struct EnclaveConstraint {
     minimum_revocation_level: Option<u16>,
     minimum_security: SecuritySummary,
     max_age: Option<(String, u64)>,
+    simulation_keys: Vec<[u8; 32]>,
 }
 
 fn invalid(token: &str, reason: impl Into<String>) -> ConstraintError {
@@ -131,36 +176,46 @@ fn parse_u16(token: &str, value: &str) -> Result<u16, ConstraintError> {
     value.parse::<u16>().map_err(|_| invalid(token, "value must be a whole number from 0 to 65535"))
 }
 
-/// Converts an ISO 8601 duration to seconds. Years count 365 days and months
-/// 30 days: an attestation age limit needs no calendar.
+/// An Ed25519 public key, 32 bytes as 64 hex digits.
+fn parse_simulation_key(token: &str, value: &str) -> Result<[u8; 32], ConstraintError> {
+    let bytes = hex::decode(value).map_err(|_| invalid(token, "value is not hex"))?;
+    let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+        invalid(token, format!("key is {} bytes; expected a 32-byte ed25519 public key (64 hex digits)", bytes.len()))
+    })?;
+    ed25519_dalek::VerifyingKey::from_bytes(&key).map_err(|_| invalid(token, "value is not an ed25519 public key"))?;
+    Ok(key)
+}
+
+/// Converts an ISO 8601 duration to seconds (grammar in the module docs). Years
+/// count 365 days, months 30 days and weeks 7 days: an age limit needs no calendar.
 fn parse_period(token: &str, value: &str) -> Result<u64, ConstraintError> {
-    let bad = || invalid(token, "value must be an ISO 8601 duration such as P30D, PT12H or P1W");
-    if !value.starts_with('P') {
+    let bad = || invalid(token, "value must be an ISO 8601 duration such as P30D, PT12H or P6M2W5D");
+    // jiff follows Temporal, which also allows lowercase designators and a sign;
+    // the constraint language keeps to the uppercase, unsigned form.
+    if !value.starts_with('P') || !value.bytes().all(|b| b.is_ascii_digit() || b"PYMWDTHS.,".contains(&b)) {
         return Err(bad());
     }
-    // The whole value must be the duration: iso8601's `FromStr` ignores
-    // trailing text, so `P1W2D` would quietly mean one week.
-    // A `T` must be followed by a time component ("P1DT" is not a duration).
-    if value.ends_with('T') {
-        return Err(bad());
+    // `parse_span` refuses trailing text, a `T` without a time unit, units out of
+    // order or repeated, and values beyond jiff's span limits.
+    let span = SpanParser::new().parse_span(value).map_err(|_| bad())?;
+    let units = [
+        (i64::from(span.get_years()), 365 * 86_400),
+        (i64::from(span.get_months()), 30 * 86_400),
+        (i64::from(span.get_weeks()), 7 * 86_400),
+        (i64::from(span.get_days()), 86_400),
+        (i64::from(span.get_hours()), 3_600),
+        (span.get_minutes(), 60),
+        (span.get_seconds(), 1),
+    ];
+    let mut seconds: u64 = 0;
+    for (count, unit) in units {
+        // No sign was allowed, so every unit is non-negative; jiff's limits keep the
+        // sum far below u64::MAX, but a checked sum costs nothing.
+        let count = u64::try_from(count).map_err(|_| bad())?;
+        seconds = count.checked_mul(unit).and_then(|s| seconds.checked_add(s)).ok_or_else(bad)?;
     }
-    let duration = match iso8601::parsers::parse_duration(value.as_bytes()) {
-        Ok((&[], duration)) => duration,
-        _ => return Err(bad()),
-    };
-    let seconds = match duration {
-        iso8601::Duration::Weeks(w) => u64::from(w) * 7 * 86_400,
-        iso8601::Duration::YMDHMS { year, month, day, hour, minute, second, millisecond: _ } => {
-            u64::from(year) * 365 * 86_400
-                + u64::from(month) * 30 * 86_400
-                + u64::from(day) * 86_400
-                + u64::from(hour) * 3_600
-                + u64::from(minute) * 60
-                + u64::from(second)
-        }
-    };
     if seconds == 0 {
-        return Err(invalid(token, "the period must be longer than zero"));
+        return Err(invalid(token, "the period must be at least one second"));
     }
     Ok(seconds)
 }
@@ -175,6 +230,7 @@ impl EnclaveConstraint {
             minimum_revocation_level: None,
             minimum_security: SecuritySummary::Stale,
             max_age: None,
+            simulation_keys: Vec::new(),
         };
         let mut seen_sec = false;
         for token in text.split_whitespace() {
@@ -218,12 +274,13 @@ impl EnclaveConstraint {
                     once(c.max_age.is_some())?;
                     c.max_age = Some((value.to_owned(), parse_period(token, value)?));
                 }
-                _ => {
-                    return Err(invalid(
-                        token,
-                        format!("unknown key {key:?}; keys are C, S, PROD, REVOKE, SEC, EXPIRE"),
-                    ));
+                "SIMKEY" => {
+                    let key = parse_simulation_key(token, value)?;
+                    if !c.simulation_keys.contains(&key) {
+                        c.simulation_keys.push(key);
+                    }
                 }
+                _ => return Err(invalid(token, format!("unknown key {key:?}; keys are {KEYS}"))),
             }
         }
         if c.code_hashes.is_empty() && c.signers.is_empty() {
@@ -252,6 +309,20 @@ impl EnclaveConstraint {
     /// Checks an already verified identity against this constraint.
     pub fn check_identity(&self, id: &AttestedIdentity, now_unix: u64) -> Result<(), ConstraintError> {
         let fail = |u| Err(ConstraintError::NotSatisfied(u));
+        // Checked first: if an unpinned key vouches for the evidence, nothing else in
+        // it means anything. Only mock and simulation identities lack TEE details.
+        if !self.simulation_keys.is_empty() && id.tee_details.is_none() {
+            let signed_by_pinned = id.simulated_attestation_key.is_some_and(|key| self.simulation_keys.contains(&key));
+            if !signed_by_pinned {
+                return fail(Unsatisfied::SimulationKey {
+                    actual: id.simulated_attestation_key.map_or_else(
+                        || "no key (mock evidence is unsigned)".to_owned(),
+                        |key| format!("simulated attestation key {}", hex::encode(key)),
+                    ),
+                    accepted: self.simulation_keys.iter().map(hex::encode).collect(),
+                });
+            }
+        }
         let code_ok = self.code_hashes.contains(&id.code_hash);
         let signer_ok = id.signer.as_ref().is_some_and(|s| self.signers.contains(s));
         if !code_ok && !signer_ok {
@@ -280,7 +351,13 @@ impl EnclaveConstraint {
             });
         }
         if let Some((period, max_age_seconds)) = &self.max_age {
-            let age_seconds = now_unix.saturating_sub(id.timestamp_unix);
+            let Some(timestamp) = id.timestamp_unix else {
+                return fail(Unsatisfied::NoTimestamp {
+                    period: period.clone(),
+                    evidence: id.tee_details.as_ref().map_or("this", |d| d.kind().as_str()).to_owned(),
+                });
+            };
+            let age_seconds = now_unix.saturating_sub(timestamp);
             if age_seconds > *max_age_seconds {
                 return fail(Unsatisfied::Expired {
                     period: period.clone(),
@@ -307,7 +384,9 @@ fn show(v: Option<u16>) -> String {
 }
 
 impl fmt::Display for EnclaveConstraint {
-    /// The canonical form: C tokens, S tokens, PROD, REVOKE, SEC (always), EXPIRE; hex in lowercase.
+    /// The canonical form: C tokens, S tokens, PROD, REVOKE, SEC (always), EXPIRE,
+    /// SIMKEY tokens; repeatable tokens deduplicated in order of first appearance;
+    /// hex in lowercase.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut parts = Vec::new();
         parts.extend(self.code_hashes.iter().map(|h| format!("C:{}", hex::encode(h))));
@@ -322,6 +401,7 @@ impl fmt::Display for EnclaveConstraint {
         if let Some((period, _)) = &self.max_age {
             parts.push(format!("EXPIRE:{period}"));
         }
+        parts.extend(self.simulation_keys.iter().map(|k| format!("SIMKEY:{}", hex::encode(k))));
         f.write_str(&parts.join(" "))
     }
 }

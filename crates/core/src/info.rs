@@ -5,7 +5,7 @@
 //! SHA-512(data-signing key ‖ encryption key), and [`EnclaveInstanceInfo::verify`]
 //! checks that every time.
 
-use conclave_attestation::HardwareEvidence;
+use conclave_attestation::{HardwareEvidence, TeeDetails, VerifiedEvidence};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::Serialize;
 use sha2::{Digest, Sha512};
@@ -297,7 +297,9 @@ pub fn run_message(encryption_key: &PublicKey, run: &StateCheckpoint) -> Vec<u8>
 /// The fields a constraint checks, taken from verified evidence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AttestedIdentity {
-    /// The launch measurement (code hash), at its natural length.
+    /// The code hash a `C:` token pins, at its natural length: the mock or simulated
+    /// binary's SHA-256, SGX MRENCLAVE, the TDX composite measurement, SEV-SNP
+    /// MEASUREMENT or Nitro PCR0 (see `docs/attestation.md`).
     #[serde(with = "hex_bytes")]
     pub code_hash: Vec<u8>,
     /// The signer identity, where the TEE has one.
@@ -311,8 +313,37 @@ pub struct AttestedIdentity {
     pub security: SecuritySummary,
     /// Why: what was and wasn't checked.
     pub security_reason: String,
-    /// When the evidence was made or verified, in unix seconds.
-    pub timestamp_unix: u64,
+    /// When the evidence was made, in unix seconds, where the evidence says so: the
+    /// mock or simulated report's timestamp, or a Nitro document's signed timestamp.
+    /// `None` for SGX, TDX and SEV-SNP evidence, which carries no creation time; an
+    /// `EXPIRE:` constraint refuses such evidence rather than guess its age.
+    pub timestamp_unix: Option<u64>,
+    /// Every identity register of hardware evidence under its vendor's name (SGX
+    /// MRENCLAVE..., TDX MRTD and RTMR0-3..., SEV-SNP policy and VMPL..., Nitro PCRs).
+    /// `None` exactly for mock and simulation evidence.
+    pub tee_details: Option<TeeDetails>,
+    /// The Ed25519 public key of the host's simulated attestation key, for simulation
+    /// evidence (which it signed); `None` for mock and hardware evidence. A `SIMKEY:`
+    /// token pins it.
+    #[serde(with = "hex_key_opt")]
+    pub simulated_attestation_key: Option<[u8; 32]>,
+}
+
+impl AttestedIdentity {
+    /// The identity that verified hardware evidence proves.
+    pub fn from_hardware(v: &VerifiedEvidence) -> Self {
+        AttestedIdentity {
+            code_hash: v.measurement.clone(),
+            signer: v.signer.clone(),
+            product_id: v.product_id,
+            revocation_level: v.revocation_level,
+            security: v.security,
+            security_reason: v.security_reason.clone(),
+            timestamp_unix: v.timestamp_unix,
+            tee_details: Some(v.details.clone()),
+            simulated_attestation_key: None,
+        }
+    }
 }
 
 /// An [`EnclaveInstanceInfo`] whose evidence and key binding have been verified.
@@ -335,7 +366,7 @@ impl VerifiedEnclaveInfo {
     /// The JSON view: hashes and keys as lowercase hex.
     pub fn to_json(&self) -> serde_json::Value {
         let id = &self.identity;
-        serde_json::json!({
+        let mut json = serde_json::json!({
             "mode": self.mode.as_str(),
             "code_hash": hex::encode(&id.code_hash),
             "code_signing_key_hash": id.signer.as_ref().map(hex::encode),
@@ -346,10 +377,16 @@ impl VerifiedEnclaveInfo {
                 "reason": id.security_reason,
                 "timestamp": id.timestamp_unix,
             },
+            "simulated_attestation_key": id.simulated_attestation_key.map(hex::encode),
             "data_signing_key": hex::encode(self.data_signing_key),
             "encryption_key": self.encryption_key.to_hex(),
             "run_checkpoint": self.run.to_string(),
-        })
+        });
+        // The TEE's own registers, under the TEE's name: "sgx", "tdx", "sev_snp", "nitro".
+        if let (Some(details), Some(object)) = (&id.tee_details, json.as_object_mut()) {
+            object.insert(details.json_key().to_owned(), details.to_json());
+        }
+        json
     }
 }
 
@@ -408,6 +445,7 @@ impl EnclaveInstanceInfo {
                     report,
                     "mock mode: the enclave runs inside the host's process and its evidence is unsigned; \
                      nothing is protected from the host",
+                    None,
                 ),
                 &report.report_data[..],
             ),
@@ -421,6 +459,7 @@ impl EnclaveInstanceInfo {
                         report,
                         "simulation mode: the evidence is signed by a simulated attestation key that the host's \
                          operator holds, and the host can read the enclave's memory",
+                        Some(*attestation_key),
                     ),
                     &report.report_data[..],
                 )
@@ -430,15 +469,7 @@ impl EnclaveInstanceInfo {
                     .verify(now_unix)
                     .map_err(|e| InfoError::Hardware { kind: hardware.kind().to_string(), reason: e.to_string() })?;
                 let mode = if v.debug { EnclaveMode::Debug } else { EnclaveMode::Release };
-                let identity = AttestedIdentity {
-                    code_hash: v.measurement,
-                    signer: v.signer,
-                    product_id: v.product_id,
-                    revocation_level: v.revocation_level,
-                    security: v.security,
-                    security_reason: v.security_reason,
-                    timestamp_unix: v.timestamp_unix,
-                };
+                let identity = AttestedIdentity::from_hardware(&v);
                 if v.report_data != expected {
                     return Err(InfoError::KeyBindingMismatch {
                         expected: hex::encode(expected),
@@ -502,7 +533,11 @@ impl EnclaveInstanceInfo {
     }
 }
 
-fn report_identity(report: &EnclaveReport, reason: &str) -> AttestedIdentity {
+fn report_identity(
+    report: &EnclaveReport,
+    reason: &str,
+    simulated_attestation_key: Option<[u8; 32]>,
+) -> AttestedIdentity {
     // Mock and simulated enclaves are never better than INSECURE.
     AttestedIdentity {
         code_hash: report.code_hash.to_vec(),
@@ -511,7 +546,9 @@ fn report_identity(report: &EnclaveReport, reason: &str) -> AttestedIdentity {
         revocation_level: Some(report.revocation_level),
         security: SecuritySummary::Insecure,
         security_reason: reason.to_owned(),
-        timestamp_unix: report.timestamp_unix,
+        timestamp_unix: Some(report.timestamp_unix),
+        tee_details: None,
+        simulated_attestation_key,
     }
 }
 
@@ -538,6 +575,16 @@ impl<'a> Reader<'a> {
 mod hex_bytes {
     pub(super) fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&hex::encode(v))
+    }
+}
+
+mod hex_key_opt {
+    #[allow(clippy::ref_option)] // serde's `with` passes `&Option<T>`
+    pub(super) fn serialize<S: serde::Serializer>(v: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_str(&hex::encode(v)),
+            None => s.serialize_none(),
+        }
     }
 }
 

@@ -315,3 +315,44 @@ fn hardware_evidence_is_verified_and_bound_to_the_keys() {
         EnclaveConstraint::parse("S:815f42f11cf64430c30bab7816ba596a1da0130c3b028b673133a66cf9a3e0e6 PROD:0").unwrap();
     assert!(matches!(c.check(&decoded, JULY_2025), Err(ConstraintError::Attestation(_))));
 }
+
+#[test]
+fn json_view_names_the_simulation_key_and_a_missing_timestamp_is_null() {
+    let mock = mock_info().verify(NOW).unwrap().to_json();
+    assert_eq!(mock["simulated_attestation_key"], serde_json::Value::Null);
+    assert_eq!(mock["security"]["timestamp"], NOW - 60);
+
+    let key = SigningKey::generate(&mut OsRng);
+    let simulated = info_with(|r| Evidence::simulated_insecure(r, &key)).verify(NOW).unwrap();
+    assert_eq!(simulated.identity.simulated_attestation_key, Some(key.verifying_key().to_bytes()));
+    assert_eq!(simulated.identity.tee_details, None);
+    assert_eq!(simulated.to_json()["simulated_attestation_key"], hex::encode(key.verifying_key().as_bytes()));
+
+    // Hardware evidence: its registers under the TEE's name, and no creation time.
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../attestation/tests/data/");
+    let read = |name: &str| std::fs::read(format!("{dir}{name}")).unwrap();
+    let tdx = conclave_attestation::HardwareEvidence::Tdx {
+        quote: read("tdx_quote"),
+        collateral: read("tdx_quote_collateral.json"),
+    };
+    let identity = conclave_core::AttestedIdentity::from_hardware(&tdx.verify(1_751_328_000).unwrap());
+    let hardware = conclave_core::VerifiedEnclaveInfo {
+        mode: EnclaveMode::Release,
+        identity,
+        data_signing_key: [0; 32],
+        encryption_key: PrivateKey::generate(&mut OsRng).public_key(),
+        run: RUN,
+    };
+    let json = hardware.to_json();
+    assert_eq!(json["security"]["timestamp"], serde_json::Value::Null);
+    assert_eq!(json["simulated_attestation_key"], serde_json::Value::Null);
+    assert_eq!(
+        json["tdx"]["mrtd"],
+        "91eb2b44d141d4ece09f0c75c2c53d247a3c68edd7fafe8a3520c942a604a407de03ae6dc5f87f27428b2538873118b7"
+    );
+    assert_eq!(json["tdx"]["rtmr3"], "00".repeat(48));
+    assert_eq!(
+        json["code_hash"],
+        "ea7e4523802457c49c41902cc133000079f37756577546851d4e6cea3fcac1cd0c1982c69bf32f79a7df3c5f880ab352"
+    );
+}

@@ -777,9 +777,9 @@ fn constraints_error_or_round_trip_through_their_canonical_form() {
     let mut rng = Rng::new(4);
     // Random text over the constraint alphabet, and random bytes read as UTF-8.
     const ALPHABET: &[&str] = &[
-        "C", "S", "PROD", "REVOKE", "SEC", "EXPIRE", ":", "0", "1", "7", "9", "a", "F", "e", "P", "T", "W", "Y", "M",
-        "D", "H", "S", ".", ",", "-", "+", " ", "\t", "\n", "\u{a0}", "\u{2003}", "é", "INSECURE", "STALE", "SECURE",
-        "\0",
+        "C", "S", "PROD", "REVOKE", "SEC", "EXPIRE", "SIMKEY", ":", "0", "1", "7", "9", "a", "F", "e", "P", "T", "W",
+        "Y", "M", "D", "H", "S", ".", ",", "-", "+", " ", "\t", "\n", "\u{a0}", "\u{2003}", "é", "INSECURE", "STALE",
+        "SECURE", "\0",
     ];
     for _ in 0..3000 {
         let len = rng.below(40);
@@ -861,10 +861,16 @@ fn valid_constraint(rng: &mut Rng) -> (String, String) {
             format!("PT{n}S"),
             format!("P1Y{n}M"),
             format!("P{n}DT12H30M5S"),
-            "P0001-02-03T04:05".to_owned(),
+            format!("P6M{n}W5D"),
+            format!("P{n}W1DT1H"),
         ];
         let period = &periods[rng.below(periods.len())];
         tokens.push(format!("EXPIRE:{period}"));
+    }
+    for _ in 0..rng.below(3) {
+        // SIMKEY values must be ed25519 points, so derive them from a random secret.
+        let key = SigningKey::from_bytes(&rng.array()).verifying_key().to_bytes();
+        tokens.push(format!("SIMKEY:{}", if rng.chance(3) { hex::encode_upper(key) } else { hex::encode(key) }));
     }
     if rng.chance(3) && tokens.iter().any(|t| t.starts_with("C:")) {
         // A repeated code hash, in the other case.
@@ -876,7 +882,8 @@ fn valid_constraint(rng: &mut Rng) -> (String, String) {
     }
 
     // The canonical form: C and S in order of first appearance, lowercase and
-    // deduplicated, then PROD, REVOKE, SEC (default STALE), EXPIRE as written.
+    // deduplicated, then PROD, REVOKE, SEC (default STALE), EXPIRE as written, then
+    // SIMKEY like C and S.
     let values = |key: &str| {
         let mut seen: Vec<String> = Vec::new();
         for t in &tokens {
@@ -901,6 +908,7 @@ fn valid_constraint(rng: &mut Rng) -> (String, String) {
     if let Some(period) = tokens.iter().find_map(|t| t.strip_prefix("EXPIRE:")) {
         canonical.push(format!("EXPIRE:{period}"));
     }
+    canonical.extend(values("SIMKEY:").into_iter().map(|v| format!("SIMKEY:{v}")));
 
     let space = |rng: &mut Rng| rng.pick(&[" ", "  ", "\t", "\n", "\r\n", " \u{a0}", "\u{2003}"]).to_string();
     let mut text = if rng.chance(4) { space(rng) } else { String::new() };
@@ -929,17 +937,20 @@ fn generated_valid_constraints_parse_to_their_canonical_form() {
     }
 }
 
-/// `iso8601::duration` stops at the first character it cannot use and does not
-/// report the rest, so `EXPIRE:` used to accept trailing garbage and silently
-/// drop components: `P1W2D` meant 7 days, `PT1H30` one hour. Saved under
-/// `tests/regressions/constraint/`; `parse_period` now refuses leftovers.
+/// `iso8601::duration` stopped at the first character it could not use and did not
+/// report the rest, so `EXPIRE:` used to accept trailing garbage and silently drop
+/// components: `P1W2D` meant 7 days, `PT1H30` one hour. Saved under
+/// `tests/regressions/constraint/`. The jiff parser refuses leftovers, and `P1W2D`
+/// is now what it says, 9 days (`tests/constraint.rs` checks the ages).
 #[test]
 fn expire_refuses_trailing_garbage() {
     let code = format!("C:{}", "ab".repeat(32));
-    for period in ["P1W2D", "PT1H30", "P30Dxyz", "P1D1Y", "P1DT"] {
+    for period in ["PT1H30", "P30Dxyz", "P1D1Y", "P1DT", "P1W2Dx", "P1W 2D"] {
         let text = format!("{code} EXPIRE:{period}");
         assert!(EnclaveConstraint::parse(&text).is_err(), "{text:?} was accepted");
     }
+    let text = format!("{code} EXPIRE:P1W2D");
+    assert_eq!(EnclaveConstraint::parse(&text).unwrap().to_string(), format!("{code} SEC:STALE EXPIRE:P1W2D"));
 }
 
 #[test]
