@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
-use conclave_client::{ClientError, EnclaveClient, HttpRelay};
+use conclave_client::{ClientError, EnclaveClient, HttpRelay, ReplyKind};
 use conclave_core::{EnclaveConstraint, EnclaveInstanceInfo, MailRelay, VerifiedEnclaveInfo};
 
 const CLIENT_EXIT_CODES: &str = "\
@@ -33,14 +33,19 @@ pub struct AttestArgs {
 /// Flags of `conclave send`.
 #[derive(Debug, Args)]
 #[command(after_help = "\
-Creates the state file (the client's private key, correlation id and sequence numbers; mode 0600)
-on first use and updates it after every send, so later sends continue the conversation. The reply
-body is written to stdout as raw bytes; with no immediate reply nothing is written (use `poll`).
+Creates the state file (the client's private key, correlation id, sequence numbers, and what it
+has verified of the enclave's state; mode 0600) on first use and saves it before every delivery, so
+later sends continue the conversation. The mail is kept in the state file until the enclave itself
+answers it: if the host fails or cannot be reached, running the same command again sends the same
+mail again, and it is processed once. A different body on the same topic first settles the earlier
+mail. The reply body is written to stdout as raw bytes; if the enclave processed the mail without
+replying, nothing is written (later replies: `poll`).
 
 Exit codes:
-  0  sent (and the reply, if any, written)
+  0  sent and answered (the reply, if any, written)
   1  the enclave does not satisfy the constraint, or its attestation does not verify (reason on stderr)
-  2  any other error: bad flags or constraint, host unreachable, host refused the mail, unreadable files")]
+  2  any other error: bad flags or constraint, host unreachable, mail not answered yet (kept, run again),
+     the enclave refused the mail, a rollback or fork detected, unreadable files")]
 pub struct SendArgs {
     /// The web host, e.g. http://127.0.0.1:8080.
     url: String,
@@ -169,10 +174,6 @@ fn read_body(body: &str) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-fn save(client: &EnclaveClient<HttpRelay>, path: &Path) -> anyhow::Result<()> {
-    client.save_to_file(path).with_context(|| format!("cannot save client state {}", path.display()))
-}
-
 /// Refuses a state file that was used with another host: its sequence
 /// numbers and correlation id belong there.
 fn check_host(client: &EnclaveClient<HttpRelay>, url: &str, state: &Path) -> anyhow::Result<()> {
@@ -206,14 +207,26 @@ pub fn send(args: &SendArgs) -> anyhow::Result<ExitCode> {
         state.host = Some(args.url.clone());
         EnclaveClient::restore(HttpRelay::new(&args.url).map_err(|e| anyhow!("{e}"))?, state)?
     };
+    // Every step is saved before the next delivery: a crash or a lost
+    // connection loses no mail, and the next run sends the same mail again.
+    client.autosave_to(&args.state).with_context(|| format!("cannot save client state {}", args.state.display()))?;
     if let Some(code) = start(&mut client)? {
         return Ok(code);
     }
-    // The sequence number is spent even if delivery fails: save either way.
-    let sent = client.send_mail(&args.topic, &body);
-    save(&client, &args.state)?;
-    match sent.map_err(|e| anyhow!("cannot send: {e}"))? {
-        Some(reply) => {
+    // Running the same command again after a failure is a retry, not a second mail.
+    let retry = client.pending_body(&args.topic).is_some_and(|pending| pending == body);
+    let sent = if retry {
+        eprintln!(
+            "the same mail on topic {:?} was sent before without an answer: sending it again (not a second copy)",
+            args.topic
+        );
+        client.resend_pending(&args.topic)
+    } else {
+        client.send_mail(&args.topic, &body)
+    };
+    warn_dropped(&client);
+    match sent {
+        Ok(Some(reply)) => {
             let mut stdout = std::io::stdout().lock();
             // Raw bytes for pipes; a final newline only for a person at a terminal.
             let newline: &[u8] = if std::io::IsTerminal::is_terminal(&stdout) { b"\n" } else { b"" };
@@ -223,9 +236,22 @@ pub fn send(args: &SendArgs) -> anyhow::Result<ExitCode> {
                 .and_then(|()| stdout.flush())
                 .context("cannot write the reply")?;
         }
-        None => eprintln!("sent; the enclave did not reply at once (use `conclave poll`)"),
+        Ok(None) => eprintln!("sent; the enclave processed it without replying (later replies: `conclave poll`)"),
+        Err(e @ ClientError::Unsettled { .. }) => {
+            bail!("cannot send: {e}. Run the same command again to resend it; it will not be processed twice")
+        }
+        Err(e) => bail!("cannot send: {e}"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn warn_dropped(client: &EnclaveClient<HttpRelay>) {
+    if client.dropped_mail() > 0 {
+        eprintln!(
+            "warning: dropped {} queued mail that did not decrypt for this client or came from no attested run",
+            client.dropped_mail()
+        );
+    }
 }
 
 /// Runs `conclave poll`.
@@ -239,18 +265,61 @@ pub fn poll(args: &PollArgs) -> anyhow::Result<ExitCode> {
     let mut client = EnclaveClient::restore_from_file(relay(&args.url)?, &args.state)
         .with_context(|| format!("cannot restore client state {}", args.state.display()))?;
     check_host(&client, &args.url, &args.state)?;
+    client.autosave_to(&args.state).with_context(|| format!("cannot save client state {}", args.state.display()))?;
     if let Some(code) = start(&mut client)? {
         return Ok(code);
     }
     let polled = client.poll_mail();
-    save(&client, &args.state)?;
+    warn_dropped(&client);
     let replies = polled.map_err(|e| anyhow!("cannot poll: {e}"))?;
     let mut stdout = std::io::stdout().lock();
+    let mut shown = 0;
     for reply in &replies {
+        if reply.kind == ReplyKind::Refused {
+            let answered = reply.answers.map_or_else(|| "a mail".to_owned(), |n| format!("mail {n}"));
+            eprintln!(
+                "the enclave refused {answered} on topic {:?}: {}",
+                reply.topic,
+                String::from_utf8_lossy(&reply.body)
+            );
+            continue;
+        }
         stdout.write_all(&reply.body).and_then(|()| stdout.write_all(b"\n")).context("cannot write a reply")?;
+        shown += 1;
     }
     stdout.flush().context("cannot write")?;
-    eprintln!("{} replies", replies.len());
+    eprintln!("{shown} replies");
+    for topic in client.pending_topics() {
+        eprintln!("mail on topic {topic:?} is still waiting for an answer; it is sent again at the next poll or send");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Flags of `conclave checkpoint`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Prints the latest state of the enclave this client has verified, as COUNTER:ID, and how many
+replies it has verified. Parties compare their checkpoints out of band: if two of them show the
+same counter with different ids, the host showed them different copies of the enclave (a fork).
+
+Exit codes:
+  0  printed
+  2  the state file cannot be read")]
+pub struct CheckpointArgs {
+    /// The client state file written by `conclave send`.
+    #[arg(long, value_name = "FILE")]
+    state: PathBuf,
+}
+
+/// Runs `conclave checkpoint`.
+pub fn checkpoint(args: &CheckpointArgs) -> anyhow::Result<ExitCode> {
+    let bytes =
+        std::fs::read(&args.state).with_context(|| format!("cannot read client state {}", args.state.display()))?;
+    let state = conclave_client::ClientState::from_bytes(&bytes)
+        .with_context(|| format!("cannot read client state {}", args.state.display()))?;
+    println!("checkpoint:        {}", state.chain.state);
+    println!("replies verified:  {}", state.chain.head.index);
+    println!("reply chain:       {}", hex::encode(state.chain.head.digest));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -166,14 +166,17 @@ pub fn run() -> anyhow::Result<ExitCode> {
     println!("2. The web host serves on {url}; the enclave process is sandboxed:");
     println!("   {sandbox}");
 
+    let attestation_key = conclave_host::simulation::simulated_attestation_key(&data.0)?;
     let constraint = EnclaveConstraint::parse(&format!(
-        "C:{} S:{} PROD:{product_id} SEC:INSECURE",
+        "C:{} S:{} PROD:{product_id} SEC:INSECURE SIMKEY:{}",
         hex::encode(code_hash),
-        hex::encode(signer)
+        hex::encode(signer),
+        hex::encode(attestation_key.verifying_key().as_bytes())
     ))?;
     println!("3. Each party fetches the attestation and checks it against this constraint:");
     println!("     {constraint}");
-    println!("   (SEC:INSECURE must be written out: a simulated enclave is never trusted by default.)");
+    println!("   (SEC:INSECURE must be written out: a simulated enclave is never trusted by default;");
+    println!("   SIMKEY pins this host's simulated attestation key, so nobody else on the network can pose as it.)");
 
     let seen = Arc::new(Mutex::new(Seen::default()));
     let names = ["St Mary's", "Royal Free", "Addenbrooke's"];
@@ -232,6 +235,25 @@ pub fn run() -> anyhow::Result<ExitCode> {
     }
     host.shut_down()?;
 
+    println!("7. The parties compare checkpoints: the latest enclave state each one verified. Every reply");
+    println!("   names its state, and every mail tells the enclave which replies its sender verified, so a");
+    println!("   host that rolls the enclave back or runs a second copy is caught at the next exchange;");
+    println!("   comparing checkpoints also catches a host that keeps parties on separate copies forever.");
+    let checkpoints: Vec<_> = parties.iter().map(EnclaveClient::checkpoint).collect();
+    for (name, checkpoint) in names.iter().zip(&checkpoints) {
+        let text = checkpoint.to_string();
+        println!("   {name:<14} verified state {}…", &text[..text.len().min(24)]);
+    }
+    let same_history = checkpoints.windows(2).all(|w| w[0] == w[1]);
+    println!(
+        "   {}",
+        if same_history {
+            "all three saw the same state: one history, no fork"
+        } else {
+            "THE CHECKPOINTS DIFFER: the host showed the parties different histories"
+        }
+    );
+
     let all: Vec<f64> = ages.iter().flat_map(|v| v.iter().copied()).collect();
     let expected_mean = all.iter().sum::<f64>() / all.len() as f64;
     let correct = results.iter().all(|r| {
@@ -242,7 +264,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             && r.max == 80.0
     });
 
-    println!("7. What the host saw:");
+    println!("8. What the host saw:");
     let seen = seen.lock().map_err(|_| anyhow!("lock poisoned"))?;
     println!("   {} mails in, sizes {:?} bytes: ciphertext only", seen.inbound.len(), seen.inbound);
     println!("   {} mails out, sizes {:?} bytes: ciphertext only", seen.outbound.len(), seen.outbound);
@@ -259,7 +281,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     println!("   (in simulation mode its operator could still decrypt the sealed state with platform.secret,");
     println!("   or read the enclave's memory: only TEE hardware closes that gap)");
     println!();
-    let ok = correct && !leaked;
+    let ok = correct && !leaked && same_history;
     println!(
         "Summary: {} 3 parties pooled {} values in a SIMULATION (INSECURE) enclave behind an untrusted web host; \
          every party got the same result, no plaintext crossed the host or reached its disk, and the state survived \

@@ -64,6 +64,8 @@ enum Command {
     Send(client_cmd::SendArgs),
     /// Fetch, print and acknowledge the replies waiting for a client (state from `conclave send`).
     Poll(client_cmd::PollArgs),
+    /// Print the enclave state a client has verified, to compare with other parties.
+    Checkpoint(client_cmd::CheckpointArgs),
     /// Inspect an encoded EnclaveInstanceInfo.
     #[command(subcommand)]
     Attestation(AttestationCommand),
@@ -113,6 +115,7 @@ fn main() -> ExitCode {
         Command::Attest(args) => client_cmd::attest(&args),
         Command::Send(args) => client_cmd::send(&args),
         Command::Poll(args) => client_cmd::poll(&args),
+        Command::Checkpoint(args) => client_cmd::checkpoint(&args),
         Command::Attestation(AttestationCommand::Show(args)) => client_cmd::show(&args),
         Command::Bench(args) => bench::run(&args),
     };

@@ -147,3 +147,34 @@ fn an_enclave_restart_means_new_keys_and_the_same_numbering() {
     // The enclave sealed its floors: the client keeps numbering.
     assert_eq!(client.send_mail("t", b"2").unwrap().unwrap().answers, Some(1));
 }
+
+/// Attack 22 (client half): a link planted where the state file's temporary
+/// copy goes is removed, never written through.
+#[cfg(unix)]
+#[test]
+fn the_state_file_is_never_written_through_a_planted_link() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("precious.txt");
+    std::fs::write(&target, b"precious").unwrap();
+    let path = dir.path().join("client.json");
+    std::os::unix::fs::symlink(&target, dir.path().join("client.json.tmp")).unwrap();
+    let mut client = EnclaveClient::new(relay(), constraint("SEC:INSECURE"));
+    client.start().unwrap();
+    client.save_to_file(&path).unwrap();
+    assert_eq!(std::fs::read(&target).unwrap(), b"precious", "the state was written through the link");
+    let meta = std::fs::symlink_metadata(&path).unwrap();
+    assert!(meta.file_type().is_file());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert!(ClientState::from_bytes(&std::fs::read(&path).unwrap()).is_ok());
+}
+
+/// A state file of an older conclave (wire format 1) is refused with what to do.
+#[test]
+fn a_version_1_state_file_is_refused_with_what_to_do() {
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&EnclaveClient::new(relay(), constraint("SEC:INSECURE")).save().to_bytes()).unwrap();
+    json["version"] = 1.into();
+    let err = ClientState::from_bytes(json.to_string().as_bytes()).unwrap_err();
+    assert!(err.to_string().contains("start a new one"), "{err}");
+}

@@ -459,6 +459,55 @@ fn a_reply_to_another_mail_is_not_taken_for_the_answer() {
     assert_eq!((replies[0].topic.as_str(), replies[0].body.as_slice()), ("alpha", &b"alpha"[..]));
 }
 
+// ------------------------------------------------------------ impersonation and integrity
+
+/// Attack 13: anyone on the network serves a SIMULATION attestation signed by
+/// its own key, for the right code hash. A constraint that pins the host's
+/// simulated attestation key (SIMKEY) refuses it; the transport half (TLS)
+/// is tested with the web host.
+#[test]
+fn a_simulation_attestation_signed_by_another_key_is_refused_with_simkey() {
+    use conclave_core::{EnclaveConstraint, EnclaveReport, Evidence, StateCheckpoint, key_binding};
+    use ed25519_dalek::SigningKey;
+
+    let dir = tempfile::tempdir().unwrap();
+    let host = WebHost::start(&dir.path().join("host"));
+    let proxy = HostileProxy::start(host.url());
+    let code = conclave_host::mock_identity::<ProbeEnclave>();
+    let host_key = SigningKey::from_bytes(&[0x21; 32]);
+    let pinned = format!(
+        "C:{} SEC:INSECURE SIMKEY:{}",
+        hex::encode(code.code_hash),
+        hex::encode(host_key.verifying_key().to_bytes())
+    );
+    // The impostor's own keys and its own "simulated attestation key".
+    let impostor = SigningKey::from_bytes(&[0x99; 32]);
+    let mail_key = PrivateKey::generate(&mut OsRng).public_key();
+    let signing = SigningKey::from_bytes(&[0x98; 32]);
+    let report = EnclaveReport {
+        code_hash: code.code_hash,
+        code_signing_key_hash: code.code_signing_key_hash,
+        product_id: 0,
+        revocation_level: 0,
+        report_data: key_binding(&signing.verifying_key().to_bytes(), &mail_key),
+        timestamp_unix: 1_900_000_000,
+    };
+    let forged = EnclaveInstanceInfo::signed(
+        &signing,
+        mail_key,
+        StateCheckpoint::GENESIS.next(&[1; 16]).unwrap(),
+        Evidence::simulated_insecure(report, &impostor),
+    );
+    proxy.control().attestation = Some(forged.encode());
+    // Without the pin the forgery is as good as the real thing: simulation proves nothing.
+    let unpinned = mock_constraint::<ProbeEnclave>();
+    assert!(EnclaveClient::new(HttpRelay::new(proxy.url()).unwrap(), unpinned).start().is_ok());
+    let mut victim =
+        EnclaveClient::new(HttpRelay::new(proxy.url()).unwrap(), EnclaveConstraint::parse(&pinned).unwrap());
+    let err = victim.start().unwrap_err();
+    assert!(err.to_string().contains("SIMKEY"), "{err}");
+}
+
 // ------------------------------------------------------------ integrity
 
 /// Attack 14: A mail-to-self replaced by the content of one from a call the host

@@ -292,3 +292,35 @@ fn an_enclave_started_twice_gets_fresh_keys() {
     let relay = LocalRelayHandle::new(service);
     assert!(relay.clone().attestation().is_ok());
 }
+
+/// Attack 23: outside mock mode, enclave error text does not cross to the
+/// host in clear: only a stable code does. The application's message goes
+/// to the sender, encrypted.
+#[test]
+fn enclave_error_text_does_not_cross_to_the_host() {
+    let s = setup();
+    let mut service = s.service();
+    let err = service.call_enclave(b"refuse:the secret is 42").unwrap_err();
+    assert_eq!(err.code(), "ENCLAVE_REFUSED");
+    assert!(!format!("{err} {err:?}").contains("secret is 42"), "{err:?}");
+    let relay = LocalRelayHandle::new(service);
+    let mut client = s.client(&relay);
+    let err = client.send_mail("t", b"refuse:the secret is 43").unwrap_err();
+    assert!(matches!(&err, ClientError::Refused { message, .. } if message == "the secret is 43"), "{err:?}");
+}
+
+/// Attack 17b in simulation mode: a panic in enclave code is reported as a
+/// code, the process is reset in place (same keys), and it serves on.
+#[test]
+fn a_panic_in_a_simulation_enclave_keeps_its_keys() {
+    let s = setup();
+    let relay = LocalRelayHandle::new(s.service());
+    let mut client = s.client(&relay);
+    assert_eq!(text(client.send_mail("t", b"count").unwrap()), "1");
+    let key = client.enclave_info().unwrap().encryption_key;
+    let err = relay.lock().call_enclave(b"panic").unwrap_err();
+    assert_eq!(err.code(), "ENCLAVE_FAILED");
+    client.start().unwrap();
+    assert_eq!(client.enclave_info().unwrap().encryption_key, key, "the enclave restarted");
+    assert_eq!(text(client.send_mail("t", b"count").unwrap()), "2");
+}
