@@ -813,3 +813,112 @@ fn clients_kept_on_separate_forks_can_tell_by_comparing_checkpoints() {
     assert_eq!(x.counter, y.counter);
     assert_ne!(x.id, y.id, "two forks showed the same checkpoint");
 }
+
+/// A lost response is not mistaken for a rollback: the answer waits in the
+/// queue, and the conversation goes on.
+#[test]
+fn a_lost_response_is_not_mistaken_for_a_rollback() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = WebHost::start(&dir.path().join("host"));
+    let proxy = HostileProxy::start(host.url());
+    let mut alice = client(proxy.url());
+    proxy.next(Rule::ForwardThenDrop);
+    assert!(matches!(alice.send_mail("t", b"count").unwrap_err(), ClientError::Unsettled { .. }));
+    assert_eq!(send(&mut alice, "t", "count"), "2");
+    let earlier: Vec<_> = alice.poll_mail().unwrap().into_iter().map(|r| r.body).collect();
+    assert_eq!(earlier, vec![b"1".to_vec()]);
+}
+
+/// The host delivers and commits a mail, restarts the enclave and says it
+/// failed: the client attests again and sends again; the mail counts once.
+#[test]
+fn a_mail_is_not_processed_twice_when_the_host_fakes_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = WebHost::start(&dir.path().join("host"));
+    let proxy = HostileProxy::start(host.url());
+    let mut alice = client(proxy.url());
+    assert_eq!(send(&mut alice, "t", "count"), "1");
+    proxy.control().always = Some(Rule::ForwardThenForge { status: 500, code: "ENCLAVE_FAILED" });
+    proxy.control().poll_rules.extend(std::iter::repeat_n(PollRule::Hide, 16));
+    assert!(matches!(alice.send_mail("t", b"count").unwrap_err(), ClientError::Unsettled { .. }));
+    host = restart(host);
+    proxy.switch_to(host.url());
+    proxy.control().always = None;
+    proxy.control().poll_rules.clear();
+    assert_eq!(send(&mut alice, "t", "count"), "3");
+    assert_eq!(peek(host.url()), 3);
+}
+
+/// A mail-to-self the enclave deleted cannot be handed back by a host that kept a copy.
+#[test]
+fn deleted_mail_to_self_cannot_be_brought_back() {
+    use conclave_host::LocalRelayHandle;
+    use conclave_test_support::mock_client;
+    let relay = LocalRelayHandle::in_memory(EnclaveHost::load_mock_restartable::<ProbeEnclave>()).unwrap();
+    let mut alice = mock_client::<ProbeEnclave>(&relay);
+    let say = |alice: &mut EnclaveClient<LocalRelayHandle>, body: &str| {
+        String::from_utf8(alice.send_mail("t", body.as_bytes()).unwrap().unwrap().body).unwrap()
+    };
+    assert_eq!(say(&mut alice, "note:pay-bob-100"), "ok");
+    let kept = relay.lock().store_mut().self_mail().unwrap();
+    relay.lock().restart_enclave().unwrap();
+    alice.start().unwrap();
+    assert_eq!(say(&mut alice, "replayed"), "pay-bob-100");
+    assert_eq!(say(&mut alice, "forget"), "ok");
+    assert!(relay.lock().store_mut().self_mail().unwrap().is_empty());
+    // The host kept a copy and hands it back at the next start.
+    let mut service = relay.lock();
+    let batch = conclave_host::store::Batch { self_mail: vec![kept[0].1.clone()], ..Default::default() };
+    service.store_mut().commit(&batch).unwrap();
+    let err = service.restart_enclave().unwrap_err();
+    assert!(err.to_string().contains("deleted or never sealed"), "{err}");
+}
+
+/// A commit the store refuses puts the enclave back on the committed state,
+/// in place: nothing of the call survives, and the keys stay.
+#[test]
+fn a_failed_commit_puts_the_enclave_back_to_the_committed_state() {
+    use conclave_host::LocalRelayHandle;
+    use conclave_test_support::mock_client;
+    let relay = LocalRelayHandle::in_memory(EnclaveHost::load_mock_restartable::<ProbeEnclave>()).unwrap();
+    let mut alice = mock_client::<ProbeEnclave>(&relay);
+    assert_eq!(String::from_utf8(alice.send_mail("t", b"count").unwrap().unwrap().body).unwrap(), "1");
+    let key = alice.enclave_info().unwrap().encryption_key;
+    // A delivery whose batch the store refuses (a correlation id it cannot keep).
+    let mut party = RawLocal::new(&relay);
+    let mail = party.mail("x", 0, b"count");
+    let err = relay.lock().deliver(&"c".repeat(300), &mail).unwrap_err();
+    assert_eq!(err.code(), "STORE_FAILED");
+    alice.start().unwrap();
+    assert_eq!(alice.enclave_info().unwrap().encryption_key, key, "the enclave restarted with new keys");
+    assert_eq!(String::from_utf8(alice.send_mail("t", b"count").unwrap().unwrap().body).unwrap(), "2");
+    assert_eq!(relay.lock().resets(), 1);
+}
+
+/// A client that never acknowledges cannot fill the host's disk.
+#[test]
+fn a_client_that_never_acknowledges_cannot_fill_the_disk() {
+    use conclave_host::{HostService, LocalRelayHandle, ServiceConfig, store::Store};
+    let mut config = ServiceConfig::new([9; 32]);
+    config.max_queued_replies = 2;
+    let service = HostService::new(
+        EnclaveHost::load_mock_restartable::<ProbeEnclave>(),
+        Store::open_in_memory().unwrap(),
+        config,
+    )
+    .unwrap();
+    let relay = LocalRelayHandle::new(service);
+    let mut party = RawLocal::new(&relay);
+    for n in 0..2 {
+        let mail = party.mail("t", n, b"count");
+        relay.lock().deliver("slacker", &mail).unwrap().unwrap();
+    }
+    let third = party.mail("t", 2, b"count");
+    let err = relay.lock().deliver("slacker", &third).unwrap_err();
+    assert_eq!(err.code(), "REPLY_QUEUE_FULL");
+    // Refused before the enclave saw it; after acknowledging, the same mail goes through.
+    let ids: Vec<u64> = relay.lock().poll("slacker", 10).unwrap().iter().map(|m| m.id).collect();
+    relay.lock().acknowledge("slacker", &ids).unwrap();
+    relay.lock().deliver("slacker", &third).unwrap().unwrap();
+    assert_eq!(relay.lock().call_enclave(b"count").unwrap().unwrap(), b"3");
+}
