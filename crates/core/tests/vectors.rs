@@ -476,6 +476,65 @@ fn exchange_vector() -> Value {
     })
 }
 
+/// Constraint cases: valid ones with their canonical form, invalid ones with
+/// the message a client must give (it names the bad token).
+fn constraints_vector() -> Value {
+    use conclave_core::EnclaveConstraint;
+    let c = "c0".repeat(32);
+    let s = "5e".repeat(32);
+    let long = "ab".repeat(48);
+    let simkey = "34b4d9043156cb6dcf0beb0a2949b7559c940d2bcb6dbe8c53a9b30278e3a746";
+    let valid = [
+        format!("C:{c}"),
+        format!("C:{c} SEC:INSECURE"),
+        format!("  SEC:SECURE   C:{}  ", c.to_uppercase()),
+        format!("S:{s} PROD:3"),
+        format!("S:{s} PROD:3 REVOKE:2 SEC:STALE EXPIRE:P30D"),
+        format!("C:{long} C:{c} C:{c} EXPIRE:PT12H"),
+        format!("C:{c} EXPIRE:P6M2W5D"),
+        format!("C:{c} EXPIRE:P1W"),
+        format!("C:{c} SEC:INSECURE SIMKEY:{simkey}"),
+    ];
+    let valid: Vec<Value> = valid
+        .iter()
+        .map(|text| json!({ "input": text, "canonical": EnclaveConstraint::parse(text).unwrap().to_string() }))
+        .collect();
+    let invalid = [
+        "".to_owned(),
+        "SEC:STALE".to_owned(),
+        format!("C:{c} FOO:1"),
+        format!("C:{c} SEC:MAYBE"),
+        format!("C:{c} PROD:1"),
+        format!("S:{s}"),
+        format!("C:{c} EXPIRE:soon"),
+        format!("C:{c} EXPIRE:P0D"),
+        format!("C:{c} EXPIRE:P1DT"),
+        format!("C:{c} SEC:STALE SEC:SECURE"),
+        format!("C:{}", "c0".repeat(31)),
+        "C:xyz".to_owned(),
+        format!("C:{c} REVOKE:70000"),
+        format!("C:{c} SIMKEY:{}", "00".repeat(31)),
+        format!("C:{c} C"),
+        format!("C:{c} C:"),
+    ];
+    let invalid: Vec<Value> = invalid
+        .iter()
+        .map(|text| {
+            let err = EnclaveConstraint::parse(text).unwrap_err();
+            let token = match &err {
+                conclave_core::ConstraintError::InvalidToken { token, .. } => Value::String(token.clone()),
+                _ => Value::Null,
+            };
+            json!({ "input": text, "message": err.to_string(), "token": token })
+        })
+        .collect();
+    json!({
+        "description": "constraint texts: valid ones with the canonical form a client must print, invalid ones with the message it must give and the token it names (null when the error is about the whole constraint)",
+        "valid": valid,
+        "invalid": invalid,
+    })
+}
+
 /// Compares two JSON values; on a difference, names the path and shows
 /// where the hex parts.
 fn compare(name: &str, at: &str, want: &Value, got: &Value) {
@@ -566,4 +625,9 @@ fn freshness_known_answer() {
 #[test]
 fn exchange_known_answer() {
     check("exchange-v2.json", exchange_vector());
+}
+
+#[test]
+fn constraints_known_answer() {
+    check("constraints-v1.json", constraints_vector());
 }
