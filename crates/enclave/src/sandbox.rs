@@ -39,8 +39,12 @@
 //! read its input and write its output:
 //!
 //! * `read`, `readv`, `write`, `writev` on fds 0, 1 and 2 only; `close`;
-//! * memory: `brk`, `mmap` and `mprotect` without `PROT_EXEC` (no new
-//!   executable memory), `munmap`, `mremap`, `madvise`;
+//! * memory: `brk`; `mmap` of anonymous memory only (`MAP_ANONYMOUS` set,
+//!   descriptor -1) and without `PROT_EXEC`; `mprotect` without `PROT_EXEC`;
+//!   `munmap`, `mremap`, `madvise`. No file can be mapped, so a descriptor
+//!   the enclave should not hold is no way around "no files", and no new
+//!   executable memory can be made (neither mapped executable nor turned
+//!   executable later: a JIT or injected code has nowhere to run);
 //! * synchronisation and time: `futex`, `sched_yield`, `clock_gettime`,
 //!   `clock_getres`, `gettimeofday`, `clock_nanosleep`, `nanosleep`;
 //! * randomness: `getrandom` (key generation after entering the sandbox works);
@@ -64,7 +68,9 @@
 //! panics.
 //!
 //! Everything else **kills the process** (`SECCOMP_RET_KILL_PROCESS`, the
-//! host sees it die of `SIGSYS`). Those calls (`execve`, `ptrace`, `mount`,
+//! host sees it die of `SIGSYS`), and so does an allowed call with arguments
+//! outside its limits (`read` on descriptor 3, a file-backed or executable
+//! `mmap`). Those calls (`execve`, `ptrace`, `mount`,
 //! `ioctl`, `pipe2`, `chdir`, …) have no use inside an enclave, so reaching one
 //! means either a bug to fix by hand or code that is not doing what its author
 //! intended; stopping at once is the safe outcome, and a listed refusal is only
@@ -329,6 +335,9 @@ mod imp {
         StandardStreams,
         /// The third argument (`prot` of `mmap`/`mprotect`) lacks `PROT_EXEC`.
         NoExec,
+        /// `mmap` of anonymous memory: `prot` lacks `PROT_EXEC`, `flags` has
+        /// `MAP_ANONYMOUS` and the descriptor is -1.
+        AnonymousNoExec,
         /// The first argument (a thread group id) is this process.
         ThisProcess,
     }
@@ -349,7 +358,7 @@ mod imp {
             ("writev", libc::SYS_writev, StandardStreams),
             ("close", libc::SYS_close, Any),
             ("brk", libc::SYS_brk, Any),
-            ("mmap", libc::SYS_mmap, NoExec),
+            ("mmap", libc::SYS_mmap, AnonymousNoExec),
             ("mprotect", libc::SYS_mprotect, NoExec),
             ("munmap", libc::SYS_munmap, Any),
             ("mremap", libc::SYS_mremap, Any),
@@ -402,14 +411,25 @@ mod imp {
 
         let condition =
             |index: u8, op: SeccompCmpOp, value: u64| SeccompCondition::new(index, SeccompCmpArgLen::Dword, op, value);
+        let no_exec = || condition(2, SeccompCmpOp::MaskedEq(libc::PROT_EXEC as u64), 0);
         let rules_for = |only: Only| -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
-            let condition = match only {
+            // The conditions of one rule must all hold.
+            let conditions = match only {
                 Only::Any => return Ok(Vec::new()),
-                Only::StandardStreams => condition(0, SeccompCmpOp::Le, 2)?,
-                Only::NoExec => condition(2, SeccompCmpOp::MaskedEq(libc::PROT_EXEC as u64), 0)?,
-                Only::ThisProcess => condition(0, SeccompCmpOp::Eq, u64::from(std::process::id()))?,
+                Only::StandardStreams => vec![condition(0, SeccompCmpOp::Le, 2)?],
+                Only::NoExec => vec![no_exec()?],
+                Only::AnonymousNoExec => {
+                    let anonymous = libc::MAP_ANONYMOUS as u64;
+                    vec![
+                        no_exec()?,
+                        condition(3, SeccompCmpOp::MaskedEq(anonymous), anonymous)?,
+                        // The descriptor is an `int`: compare its 32 bits with -1.
+                        condition(4, SeccompCmpOp::Eq, u64::from(u32::MAX))?,
+                    ]
+                }
+                Only::ThisProcess => vec![condition(0, SeccompCmpOp::Eq, u64::from(std::process::id()))?],
             };
-            Ok(vec![SeccompRule::new(vec![condition])?])
+            Ok(vec![SeccompRule::new(conditions)?])
         };
 
         let mut allow_rules = BTreeMap::new();
