@@ -12,8 +12,10 @@
 //!                          ╳ files, sockets, new processes or threads, exec
 //! ```
 //!
-//! [`enter_sandbox`] applies, in this order, and irreversibly for the whole
-//! process:
+//! Before anything else the runtime calls [`close_inherited_descriptors`]:
+//! the process keeps no descriptor of the host's but the three streams.
+//! Then [`enter_sandbox`] applies, in this order, and irreversibly for the
+//! whole process:
 //!
 //! 1. **no new privileges** (`PR_SET_NO_NEW_PRIVS`): no set-uid or file
 //!    capability can ever raise the process' privileges again. Both later steps
@@ -224,6 +226,24 @@ pub fn is_supported() -> bool {
     cfg!(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))
 }
 
+/// Closes every descriptor but the standard streams (0, 1 and 2) and
+/// returns how many were open.
+///
+/// A process inherits every descriptor its parent opened without
+/// close-on-exec: a file, a socket or a database of the host, readable and
+/// writable through `read`/`write` whatever the sandbox says about opening
+/// files. The enclave runtime calls this as its very first act, before
+/// [`enter_sandbox`] and before it reads any input.
+///
+/// It lists `/proc/self/fd` (before the sandbox, which refuses `openat`),
+/// or where that cannot be read closes every number below the
+/// open-files limit (at most 65 536). Call it while the process is single
+/// threaded and before anything else holds a descriptor it means to keep:
+/// whatever is open is closed.
+pub fn close_inherited_descriptors() -> usize {
+    imp::close_inherited_descriptors()
+}
+
 /// Restricts the calling process for good: no new privileges, not dumpable,
 /// landlock where available, and the seccomp policy described in the
 /// [module documentation](self).
@@ -254,6 +274,30 @@ mod imp {
     use super::{LandlockState, SandboxError, SandboxOptions, SandboxReport};
 
     static ENTERED: AtomicBool = AtomicBool::new(false);
+
+    /// The most descriptor numbers tried when `/proc/self/fd` is unreadable.
+    const MAX_DESCRIPTORS_TRIED: u64 = 1 << 16;
+
+    pub(super) fn close_inherited_descriptors() -> usize {
+        // The listing's own descriptor is open while it is read and closed
+        // when `entries` ends; closing its number again finds nothing.
+        let listed: Option<Vec<i32>> = std::fs::read_dir("/proc/self/fd")
+            .ok()
+            .map(|entries| entries.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok()).collect());
+        let candidates = listed.unwrap_or_else(|| {
+            let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+                .map_or(1024, |(soft, _hard)| soft)
+                .min(MAX_DESCRIPTORS_TRIED);
+            (3..i32::try_from(limit).unwrap_or(i32::MAX)).collect()
+        });
+        // On Linux `close` releases the number whatever it returns, except
+        // EBADF: nothing was open there.
+        candidates
+            .into_iter()
+            .filter(|&fd| fd > 2)
+            .filter(|&fd| nix::unistd::close(fd) != Err(nix::errno::Errno::EBADF))
+            .count()
+    }
 
     /// The newest landlock ABI the `landlock` crate knows. The ruleset asks for
     /// everything it defines; best-effort mode lets an older kernel enforce
@@ -469,6 +513,11 @@ mod imp {
 
     pub(super) fn enter_sandbox(_: &SandboxOptions) -> Result<SandboxReport, SandboxError> {
         Err(SandboxError::Unsupported { platform: format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH) })
+    }
+
+    /// Nothing to do where there is no sandbox: entering it fails anyway.
+    pub(super) fn close_inherited_descriptors() -> usize {
+        0
     }
 }
 

@@ -16,7 +16,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 
-use conclave_enclave::sandbox::{SandboxError, SandboxOptions, enter_sandbox, is_supported};
+use conclave_enclave::sandbox::{
+    SandboxError, SandboxOptions, close_inherited_descriptors, enter_sandbox, is_supported,
+};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use rand_core::{OsRng, RngCore};
@@ -34,6 +36,14 @@ fn sandbox_child_entry_point() {
     let Ok(scenario) = std::env::var(CHILD_ENV) else {
         return;
     };
+    if scenario == "descriptors" {
+        // What the enclave runtime does first, before the sandbox.
+        let closed = close_inherited_descriptors();
+        say("closed", &closed.to_string());
+        say("open", &open_descriptors().join(","));
+        io::stdout().flush().unwrap();
+        std::process::exit(0);
+    }
     // A descriptor opened before the sandbox, as one inherited from the host would be.
     let file_opened_before = (scenario == "mmap-file").then(|| std::fs::File::open(std::env::current_exe().unwrap()));
     if std::env::var_os(SKIP_ENV).is_none() {
@@ -98,6 +108,19 @@ fn channel() {
     let big: Vec<u64> = (0..1_000_000).collect();
     say("sum", &big.iter().sum::<u64>().to_string());
     say("distinct", &counts.len().to_string());
+}
+
+/// The descriptors `/proc/self/fd` lists, but the listing's own.
+fn open_descriptors() -> Vec<String> {
+    let mut listed: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_str().unwrap().parse().unwrap())
+        .collect();
+    listed.sort();
+    // The highest number is the listing's own descriptor: gone once listed.
+    let own = listed.pop();
+    assert!(own.is_some_and(|fd| fd > 2), "{listed:?}");
+    listed.iter().map(ToString::to_string).collect()
 }
 
 /// The raw memory calls of the mapping scenarios. nix marks them unsafe
@@ -373,6 +396,22 @@ fn running_another_program_is_impossible() {
     let run = run_child("exec", true, &[]);
     run.assert_exited_cleanly();
     assert!(is_denied(run.single("exec")), "{run:#?}");
+}
+
+/// A descriptor the parent left without close-on-exec reaches the child;
+/// `close_inherited_descriptors` leaves only the standard streams.
+#[test]
+fn inherited_descriptors_are_closed() {
+    use nix::fcntl::{OFlag, open};
+    use nix::sys::stat::Mode;
+
+    let leaked = open(&std::env::current_exe().unwrap(), OFlag::O_RDONLY, Mode::empty()).unwrap();
+    let run = run_child("descriptors", false, &[]);
+    drop(leaked);
+    run.assert_exited_cleanly();
+    let closed: usize = run.single("closed").parse().unwrap();
+    assert!(closed >= 1, "{run:#?}");
+    assert_eq!(run.single("open"), "0,1,2", "{run:#?}");
 }
 
 /// A file-backed mapping is a way around "no files": with a descriptor the
