@@ -159,7 +159,7 @@ impl HostService {
     /// committed), starts it again from the last committed batch so the next
     /// client finds it running, with new keys. Returns the original error.
     fn recover(&mut self, error: HostError) -> HostError {
-        if matches!(error, HostError::Simulation(crate::simulation::SimulationError::Crashed { .. })) {
+        if matches!(&error, HostError::Simulation(e) if e.ended_the_process()) {
             tracing::warn!("{error}; restarting the enclave from the last committed state");
             if let Err(restart) = self.restart_enclave() {
                 tracing::error!("restarting the enclave failed: {restart}");
