@@ -269,31 +269,24 @@ impl MeasuredBinary {
         let read_error = |error| SimulationError::ReadBinary { path: path.to_owned(), error };
         let image_error = |error| SimulationError::Image { path: path.to_owned(), error };
         let mut file = std::fs::File::open(path).map_err(read_error)?;
-        let mut image = sys::Image::create().map_err(image_error)?;
-        let mut hasher = Sha256::new();
-        let mut head = Vec::with_capacity(ELF_MAGIC.len());
-        let mut len = 0u64;
-        // A chunk that stays in the CPU's cache between read, hash and write.
-        let mut chunk = vec![0u8; 256 << 10];
-        loop {
-            let n = match file.read(&mut chunk) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(read_error(e)),
-            };
-            let bytes = &chunk[..n];
-            let wanted = ELF_MAGIC.len().saturating_sub(head.len()).min(n);
-            head.extend_from_slice(&bytes[..wanted]);
-            hasher.update(bytes);
-            image.write_all(bytes).map_err(image_error)?;
-            len += n as u64;
+        let metadata = file.metadata().map_err(read_error)?;
+        if !metadata.is_file() {
+            return Err(read_error(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file")));
         }
-        if head != ELF_MAGIC {
+        let expected = metadata.len();
+        let mut image = sys::Image::create().map_err(image_error)?;
+        // Sizing the memfd first spares the kernel growing it chunk by chunk.
+        image.set_len(expected).map_err(image_error)?;
+        let (copied, image) = copy_hashing(&mut file, image);
+        let (hashed, mut image) = (copied.map_err(read_error)?, image.map_err(image_error)?);
+        // The file may have shrunk since its size was read: the image is
+        // exactly the bytes hashed.
+        image.set_len(hashed.len).map_err(image_error)?;
+        if hashed.head != ELF_MAGIC {
             return Err(SimulationError::NotExecutable { path: path.to_owned() });
         }
         let image = image.seal().map_err(image_error)?;
-        Ok(Self { path: path.to_owned(), image: Arc::new(image), code_hash: hasher.finalize().into(), len })
+        Ok(Self { path: path.to_owned(), image: Arc::new(image), code_hash: hashed.code_hash, len: hashed.len })
     }
 
     /// The file the bytes were read from.
@@ -315,6 +308,86 @@ impl MeasuredBinary {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+}
+
+/// What [`copy_hashing`] read.
+struct Hashed {
+    code_hash: [u8; 32],
+    len: u64,
+    /// The first bytes, to check for the ELF magic.
+    head: Vec<u8>,
+}
+
+/// How many bytes travel from the file to the image at a time: few enough to
+/// stay in the CPU's cache between read, hash and write.
+const CHUNK: usize = 256 << 10;
+/// Chunks in flight between the hashing reader and the image writer.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// Reads `file` to its end, hashing every chunk in this thread while another
+/// thread writes the same chunk into `image`: hashing and filling a memfd
+/// cost about the same, so on two cores they overlap. Both work on one
+/// buffer per chunk, so the bytes hashed are the bytes written, whatever
+/// happens to the file meanwhile. Returns the read's outcome and the image
+/// (or the write's error).
+fn copy_hashing(
+    file: &mut std::fs::File,
+    mut image: sys::Image,
+) -> (std::io::Result<Hashed>, std::io::Result<sys::Image>) {
+    let (full, to_write) = mpsc::sync_channel::<(Vec<u8>, usize)>(CHUNKS_IN_FLIGHT);
+    let (free, to_fill) = mpsc::channel::<Vec<u8>>();
+    for _ in 0..CHUNKS_IN_FLIGHT {
+        // The receiver is alive: it is `to_fill`, just above.
+        let _ = free.send(vec![0u8; CHUNK]);
+    }
+    std::thread::scope(|scope| {
+        // Ends when the reader stops sending, or at the first failed write
+        // (its `free` is then dropped, which stops the reader too).
+        let writer = scope.spawn(move || -> std::io::Result<sys::Image> {
+            for (chunk, n) in to_write {
+                image.write_all(&chunk[..n])?;
+                let _ = free.send(chunk);
+            }
+            Ok(image)
+        });
+        let mut hasher = Sha256::new();
+        let mut hashed = Hashed { code_hash: [0; 32], len: 0, head: Vec::with_capacity(ELF_MAGIC.len()) };
+        let read = loop {
+            // No free chunk means the writer failed; its join says why.
+            let Ok(mut chunk) = to_fill.recv() else { break Ok(()) };
+            let n = match fill(file, &mut chunk) {
+                Ok(0) => break Ok(()),
+                Ok(n) => n,
+                Err(e) => break Err(e),
+            };
+            let bytes = &chunk[..n];
+            let wanted = ELF_MAGIC.len().saturating_sub(hashed.head.len()).min(n);
+            hashed.head.extend_from_slice(&bytes[..wanted]);
+            hasher.update(bytes);
+            hashed.len += n as u64;
+            if full.send((chunk, n)).is_err() {
+                break Ok(());
+            }
+        };
+        drop(full);
+        let image = writer.join().unwrap_or_else(|_| Err(std::io::Error::other("the image writer panicked (a bug)")));
+        hashed.code_hash = hasher.finalize().into();
+        (read.map(|()| hashed), image)
+    })
+}
+
+/// Reads until `buffer` is full or the file ends; returns how many bytes.
+fn fill(file: &mut std::fs::File, buffer: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match file.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// A measured, signature-checked enclave binary, ready to be started: the
@@ -787,5 +860,57 @@ fn forward_stderr(stderr: impl Read, tail: &Mutex<VecDeque<String>>) {
             }
             t.push_back(line);
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    /// A file that starts like an ELF executable, with a length that is no
+    /// multiple of the copy's chunk size.
+    fn elf_like(dir: &Path, len: usize) -> (PathBuf, Vec<u8>) {
+        let mut bytes: Vec<u8> = (0..len).map(|i| (i * 7 + i / 251) as u8).collect();
+        bytes[..4].copy_from_slice(ELF_MAGIC);
+        let path = dir.join("enclave");
+        std::fs::write(&path, &bytes).unwrap();
+        (path, bytes)
+    }
+
+    #[test]
+    fn the_image_holds_exactly_the_hashed_bytes_and_is_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [4, CHUNK - 1, CHUNK, 3 * CHUNK + 12_345, (CHUNKS_IN_FLIGHT + 3) * CHUNK] {
+            let (path, bytes) = elf_like(dir.path(), len);
+            let binary = MeasuredBinary::open(&path).unwrap();
+            assert_eq!(binary.code_hash(), conclave_core::signature::code_hash(&bytes), "{len}");
+            assert_eq!(binary.len(), len as u64);
+            let program = binary.image.program();
+            assert_eq!(std::fs::read(&program).unwrap(), bytes, "{len}");
+
+            // Sealed: not even this process can change it.
+            let mut writable = std::fs::OpenOptions::new().write(true).open(&program).unwrap();
+            let err = writable.write_all(b"x").unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(rustix::io::Errno::PERM.raw_os_error()), "{err}");
+            assert!(writable.set_len(1).is_err());
+            assert!(writable.set_len(len as u64 + 1).is_err());
+        }
+    }
+
+    #[test]
+    fn only_an_elf_file_is_an_enclave_binary() {
+        let dir = tempfile::tempdir().unwrap();
+        for bytes in [&b""[..], b"\x7fEL", b"#!/bin/sh\n", b"MZ\x90\x00"] {
+            let path = dir.path().join("enclave");
+            std::fs::write(&path, bytes).unwrap();
+            let err = MeasuredBinary::open(&path).unwrap_err();
+            assert!(matches!(err, SimulationError::NotExecutable { .. }), "{bytes:?}: {err:?}");
+        }
+        let err = MeasuredBinary::open(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        let err = MeasuredBinary::open(&dir.path().join("missing")).unwrap_err();
+        assert!(matches!(err, SimulationError::ReadBinary { .. }), "{err:?}");
     }
 }

@@ -58,6 +58,10 @@ mod imp {
             self.file.write_all(bytes)
         }
 
+        pub(crate) fn set_len(&mut self, len: u64) -> io::Result<()> {
+            self.file.set_len(len)
+        }
+
         /// Seals the image: from now on no one, this process included, can
         /// write, shrink or grow it, or remove the seals.
         pub(crate) fn seal(self) -> io::Result<SealedImage> {
@@ -205,6 +209,9 @@ mod imp {
             Err(unsupported())
         }
         pub(crate) fn write_all(&mut self, _: &[u8]) -> io::Result<()> {
+            Err(unsupported())
+        }
+        pub(crate) fn set_len(&mut self, _: u64) -> io::Result<()> {
             Err(unsupported())
         }
         pub(crate) fn seal(self) -> io::Result<SealedImage> {
