@@ -277,8 +277,10 @@ impl MeasuredBinary {
         let mut image = sys::Image::create().map_err(image_error)?;
         // Sizing the memfd first spares the kernel growing it chunk by chunk.
         image.set_len(expected).map_err(image_error)?;
-        let (copied, image) = copy_hashing(&mut file, image);
-        let (hashed, mut image) = (copied.map_err(read_error)?, image.map_err(image_error)?);
+        let (hashed, mut image) = copy_hashing(&mut file, image).map_err(|e| match e {
+            CopyError::Read(error) => read_error(error),
+            CopyError::Write(error) => image_error(error),
+        })?;
         // The file may have shrunk since its size was read: the image is
         // exactly the bytes hashed.
         image.set_len(hashed.len).map_err(image_error)?;
@@ -319,60 +321,64 @@ struct Hashed {
 }
 
 /// How many bytes travel from the file to the image at a time: few enough to
-/// stay in the CPU's cache between read, hash and write.
+/// stay in the CPU's cache between read, write and hash.
 const CHUNK: usize = 256 << 10;
-/// Chunks in flight between the hashing reader and the image writer.
+/// Chunks in flight between the copying thread and the hashing one.
 const CHUNKS_IN_FLIGHT: usize = 4;
 
-/// Reads `file` to its end, hashing every chunk in this thread while another
-/// thread writes the same chunk into `image`: hashing and filling a memfd
-/// cost about the same, so on two cores they overlap. Both work on one
-/// buffer per chunk, so the bytes hashed are the bytes written, whatever
-/// happens to the file meanwhile. Returns the read's outcome and the image
-/// (or the write's error).
-fn copy_hashing(
-    file: &mut std::fs::File,
-    mut image: sys::Image,
-) -> (std::io::Result<Hashed>, std::io::Result<sys::Image>) {
-    let (full, to_write) = mpsc::sync_channel::<(Vec<u8>, usize)>(CHUNKS_IN_FLIGHT);
-    let (free, to_fill) = mpsc::channel::<Vec<u8>>();
+/// Why [`copy_hashing`] failed.
+enum CopyError {
+    Read(std::io::Error),
+    Write(std::io::Error),
+}
+
+/// Copies `file` to its end into `image` and hashes it. Filling a memfd
+/// costs about as much as hashing (the kernel allocates and clears every
+/// page), so the two overlap: another thread reads each chunk and writes it
+/// into the image, then hands that same buffer to this thread, which hashes
+/// it while the next chunk is read and written. A buffer is refilled only
+/// after it has been hashed, so the bytes hashed are exactly the bytes
+/// written, whatever happens to the file meanwhile.
+fn copy_hashing(file: &mut std::fs::File, mut image: sys::Image) -> Result<(Hashed, sys::Image), CopyError> {
+    let (written, to_hash) = mpsc::sync_channel::<(Vec<u8>, usize)>(CHUNKS_IN_FLIGHT);
+    let (hashed_chunk, to_fill) = mpsc::channel::<Vec<u8>>();
     for _ in 0..CHUNKS_IN_FLIGHT {
         // The receiver is alive: it is `to_fill`, just above.
-        let _ = free.send(vec![0u8; CHUNK]);
+        let _ = hashed_chunk.send(vec![0u8; CHUNK]);
     }
     std::thread::scope(|scope| {
-        // Ends when the reader stops sending, or at the first failed write
-        // (its `free` is then dropped, which stops the reader too).
-        let writer = scope.spawn(move || -> std::io::Result<sys::Image> {
-            for (chunk, n) in to_write {
-                image.write_all(&chunk[..n])?;
-                let _ = free.send(chunk);
+        let copier = scope.spawn(move || -> Result<sys::Image, CopyError> {
+            // Ends at the end of the file, at the first error, or when the
+            // hasher stops taking chunks.
+            while let Ok(mut chunk) = to_fill.recv() {
+                let n = fill(file, &mut chunk).map_err(CopyError::Read)?;
+                if n == 0 {
+                    break;
+                }
+                image.write_all(&chunk[..n]).map_err(CopyError::Write)?;
+                if written.send((chunk, n)).is_err() {
+                    break;
+                }
             }
             Ok(image)
         });
         let mut hasher = Sha256::new();
         let mut hashed = Hashed { code_hash: [0; 32], len: 0, head: Vec::with_capacity(ELF_MAGIC.len()) };
-        let read = loop {
-            // No free chunk means the writer failed; its join says why.
-            let Ok(mut chunk) = to_fill.recv() else { break Ok(()) };
-            let n = match fill(file, &mut chunk) {
-                Ok(0) => break Ok(()),
-                Ok(n) => n,
-                Err(e) => break Err(e),
-            };
+        for (chunk, n) in to_hash {
             let bytes = &chunk[..n];
             let wanted = ELF_MAGIC.len().saturating_sub(hashed.head.len()).min(n);
             hashed.head.extend_from_slice(&bytes[..wanted]);
             hasher.update(bytes);
             hashed.len += n as u64;
-            if full.send((chunk, n)).is_err() {
-                break Ok(());
-            }
-        };
-        drop(full);
-        let image = writer.join().unwrap_or_else(|_| Err(std::io::Error::other("the image writer panicked (a bug)")));
+            // The copier may have stopped; then the loop ends with its channel.
+            let _ = hashed_chunk.send(chunk);
+        }
+        drop(hashed_chunk);
+        let image = copier
+            .join()
+            .unwrap_or_else(|_| Err(CopyError::Write(std::io::Error::other("the copying thread panicked (a bug)"))))?;
         hashed.code_hash = hasher.finalize().into();
-        (read.map(|()| hashed), image)
+        Ok((hashed, image))
     })
 }
 
