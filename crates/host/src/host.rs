@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     HostError,
-    simulation::{SignedEnclave, SimulationBackend, simulated_attestation_key},
+    simulation::{SignedEnclave, SimulationBackend, check_data_dir, simulated_attestation_key},
 };
 use conclave_core::channel::HostToEnclave;
 use serde_bytes::ByteBuf;
@@ -116,6 +116,8 @@ impl EnclaveHost {
     /// others, load with [`SignedEnclave::with_limits`] and
     /// [`load_simulation`](Self::load_simulation).
     pub fn load(binary: &std::path::Path, data_dir: &std::path::Path) -> Result<Self, HostError> {
+        // An unusable data directory is refused before the binary is read.
+        check_data_dir(data_dir)?;
         let enclave = SignedEnclave::load(binary)?;
         let key = simulated_attestation_key(data_dir)?;
         Ok(Self::load_simulation(enclave, key))
