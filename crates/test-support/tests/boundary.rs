@@ -222,3 +222,24 @@ fn a_call_past_its_deadline_kills_the_enclave_and_says_so() {
     assert_eq!(answer(&mut service, "count"), "0");
     assert_eq!(service.restarts(), 1);
 }
+
+/// The simulated attestation key vouches for any code: a host refuses a data
+/// directory others can write, or a key file others can read.
+#[test]
+fn the_host_refuses_a_data_directory_or_key_open_to_others() {
+    use std::os::unix::fs::PermissionsExt;
+    let chmod = |path: &Path, mode| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+
+    let s = setup();
+    chmod(&s.data(), 0o777);
+    let err = EnclaveHost::load(&s.binary, &s.data()).unwrap_err();
+    assert!(err.to_string().contains("chmod 700"), "{err}");
+    chmod(&s.data(), 0o700);
+
+    EnclaveHost::load(&s.binary, &s.data()).unwrap();
+    let key = s.data().join("simulated-attestation.key");
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    chmod(&key, 0o644);
+    let err = EnclaveHost::load(&s.binary, &s.data()).unwrap_err();
+    assert!(err.to_string().contains(&format!("chmod 600 {}", key.display())), "{err}");
+}
