@@ -33,7 +33,7 @@ use conclave_core::{
 use conclave_examples::reverse::{ReverseEnclave, reversed};
 use conclave_host::{
     EnclaveHost, HostService, LocalRelayHandle, ServiceConfig, mock_identity,
-    simulation::{MeasuredBinary, load_or_create_secret, measure},
+    simulation::{MeasuredBinary, SignedEnclave, load_or_create_secret, measure, simulated_attestation_key},
     store::Store,
     web::{self, WebConfig},
 };
@@ -58,7 +58,8 @@ const MAX_BODY_BYTES: usize = 64 << 20;
 Measures, in one run, with the `reverse` sample enclave:
   1. start-up: measure the binary once (a sealed in-memory copy) and sign it, spawn and start the
      enclave, one client's first attestation (simulation mode; in mock mode the enclave is built in
-     process); next to it, the time to spawn /bin/true as an anchor;
+     process); next to it, the time to spawn /bin/true as an anchor; with --enclave, the same for
+     a signed enclave binary, as `conclave host --enclave` starts it;
   2. the cryptography of one mail round trip in process (client encrypt, enclave decrypt, enclave
      encrypt of the reply, client decrypt), with no host, median of --crypto-rounds;
   3. load: for each N of --clients, N threads, each its own EnclaveClient over HTTP with its own key
@@ -94,6 +95,10 @@ pub struct BenchArgs {
     /// system decides what a commit's fsync costs. Default: the system's temp directory.
     #[arg(long = "data-parent", value_name = "DIR")]
     data_parent: Option<PathBuf>,
+    /// Also time the start-up of this signed enclave binary, as `conclave host --enclave` runs it
+    /// (simulation mode; its signature is <SIGNED_BIN>.sig).
+    #[arg(long, value_name = "SIGNED_BIN")]
+    enclave: Option<PathBuf>,
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
@@ -112,8 +117,15 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
 
     let data = TempDir::new_in(&args.data_parent.clone().unwrap_or_else(std::env::temp_dir))?;
     println!("data directory: {} (file system {})", data.0.display(), file_system_of(&data.0));
-    let startup = measure_startup(args.mode, &data.0, args.startups)?;
-    print_startup(args.mode, &startup);
+    let startup = measure_startup(Subject::Sample(args.mode), &data.0, args.startups)?;
+    print_startup(Subject::Sample(args.mode), &startup);
+    if let Some(binary) = &args.enclave {
+        // Its own data directory: the sample's store holds the sample's state.
+        let data = TempDir::new_in(&data.0)?;
+        let subject = Subject::Binary(binary);
+        let startup = measure_startup(subject, &data.0, args.startups)?;
+        print_startup(subject, &startup);
+    }
 
     let crypto = measure_crypto(args.body_bytes, args.crypto_rounds)?;
     print_crypto(args.body_bytes, &crypto, machine.cores);
@@ -256,12 +268,53 @@ struct Startup {
 /// The program whose spawn-and-exit time is the start-up's anchor.
 const ANCHOR: &str = "/bin/true";
 
-fn measure_startup(mode: Mode, data_dir: &Path, repeats: usize) -> anyhow::Result<Startup> {
-    let constraint = constraint(mode, data_dir)?;
+/// What a start-up measurement starts.
+#[derive(Clone, Copy)]
+enum Subject<'a> {
+    /// The `reverse` sample, built into this binary.
+    Sample(Mode),
+    /// A signed enclave binary (simulation mode).
+    Binary(&'a Path),
+}
+
+impl Subject<'_> {
+    fn load(self, data_dir: &Path) -> anyhow::Result<EnclaveHost> {
+        match self {
+            Self::Sample(mode) => load_host(mode, data_dir),
+            Self::Binary(path) => {
+                let enclave = SignedEnclave::load(path)?;
+                Ok(EnclaveHost::load_simulation(enclave, simulated_attestation_key(data_dir)?))
+            }
+        }
+    }
+
+    fn constraint(self, data_dir: &Path) -> anyhow::Result<EnclaveConstraint> {
+        match self {
+            Self::Sample(mode) => constraint(mode, data_dir),
+            Self::Binary(path) => {
+                Ok(EnclaveConstraint::parse(&format!("C:{} SEC:INSECURE", hex::encode(measure(path)?)))?)
+            }
+        }
+    }
+
+    /// The binary whose measurement the start-up includes.
+    fn binary(self) -> anyhow::Result<Option<PathBuf>> {
+        Ok(match self {
+            Self::Sample(Mode::Simulation) => {
+                Some(std::env::current_exe().context("cannot find this program's binary")?)
+            }
+            Self::Sample(Mode::Mock) => None,
+            Self::Binary(path) => Some(path.to_owned()),
+        })
+    }
+}
+
+fn measure_startup(subject: Subject<'_>, data_dir: &Path, repeats: usize) -> anyhow::Result<Startup> {
+    let constraint = subject.constraint(data_dir)?;
     // One untimed start creates the keys and the store, so every timed start
     // is what a host restart on an existing data directory costs; otherwise
     // the first would also time key generation and SQLite schema creation.
-    let mut first = start_service(load_host(mode, data_dir)?, data_dir)?;
+    let mut first = start_service(subject.load(data_dir)?, data_dir)?;
     let sandbox = first.host_mut().sandbox_report().map(str::to_owned);
     drop(first);
 
@@ -279,7 +332,7 @@ fn measure_startup(mode: Mode, data_dir: &Path, repeats: usize) -> anyhow::Resul
     };
     for _ in 0..repeats {
         let t0 = Instant::now();
-        let host = load_host(mode, data_dir)?;
+        let host = subject.load(data_dir)?;
         let t1 = Instant::now();
         let store = Store::open(&data_dir.join("host.db"))?;
         let secret = platform_secret(data_dir)?;
@@ -297,8 +350,7 @@ fn measure_startup(mode: Mode, data_dir: &Path, repeats: usize) -> anyhow::Resul
         startup.attest.push(t4 - t3);
         startup.total.push(t4 - t0);
     }
-    if mode == Mode::Simulation {
-        let exe = std::env::current_exe().context("cannot find this program's binary")?;
+    if let Some(exe) = subject.binary()? {
         let size = std::fs::metadata(&exe).with_context(|| format!("cannot read {}", exe.display()))?.len();
         for _ in 0..repeats {
             let t = Instant::now();
@@ -326,15 +378,24 @@ fn measure_startup(mode: Mode, data_dir: &Path, repeats: usize) -> anyhow::Resul
     Ok(startup)
 }
 
-fn print_startup(mode: Mode, s: &Startup) {
+fn print_startup(subject: Subject<'_>, s: &Startup) {
     println!();
-    match mode {
-        Mode::Simulation => println!(
+    let mode = match subject {
+        Subject::Sample(mode) => mode,
+        Subject::Binary(_) => Mode::Simulation,
+    };
+    match subject {
+        Subject::Sample(Mode::Simulation) => println!(
             "1. Start-up of a simulation enclave ({} starts on one data directory, after one untimed first start)",
             s.total.len()
         ),
-        Mode::Mock => println!(
+        Subject::Sample(Mode::Mock) => println!(
             "1. Start-up of a mock enclave, in process, no binary ({} starts, after one untimed first start)",
+            s.total.len()
+        ),
+        Subject::Binary(path) => println!(
+            "1b. Start-up of the signed enclave binary {} ({} starts, after one untimed first start)",
+            path.display(),
             s.total.len()
         ),
     }
@@ -345,9 +406,10 @@ fn print_startup(mode: Mode, s: &Startup) {
         println!("   binary {} ({:.1} MiB, {size} bytes)", path.display(), *size as f64 / (1 << 20) as f64);
     }
     println!("   {:<62} {:>10} {:>10} {:>10}", "step", "median", "min", "max");
-    let load_label = match mode {
-        Mode::Simulation => "load: key, read + hash once into a sealed memfd, sign",
-        Mode::Mock => "load: build the enclave value",
+    let load_label = match subject {
+        Subject::Sample(Mode::Simulation) => "load: key, read + hash once into a sealed memfd, sign",
+        Subject::Sample(Mode::Mock) => "load: build the enclave value",
+        Subject::Binary(_) => "load: read + hash once into a sealed memfd, check .sig",
     };
     let start_label = match mode {
         Mode::Simulation => "start: spawn from the memfd, limits, sandbox, keys, evidence",
