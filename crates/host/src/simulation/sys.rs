@@ -6,21 +6,20 @@
 //! seccomp and landlock, its image a sealed memfd). Elsewhere this module
 //! compiles to stubs whose first step, [`Image::create`], fails.
 
-use std::time::Instant;
-
-/// An error for a pipe operation that reached its deadline.
-fn timed_out() -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::TimedOut, "the call deadline passed")
-}
+use std::{
+    io::{self, Read, Write},
+    process::{ChildStdin, ChildStdout},
+    time::Instant,
+};
 
 #[cfg(target_os = "linux")]
 mod imp {
     use std::{
         ffi::OsString,
         fs::File,
-        io::{self, Read, Write},
+        io::{self, Write},
         os::fd::{AsFd, AsRawFd, OwnedFd},
-        process::{Child, ChildStdin, ChildStdout},
+        process::Child,
         time::Instant,
     };
 
@@ -31,8 +30,12 @@ mod imp {
         process::{Pid, Resource, Rlimit, prlimit},
     };
 
-    use super::timed_out;
     use crate::simulation::EnclaveLimits;
+
+    /// An error for a pipe operation that reached its deadline.
+    fn timed_out() -> io::Error {
+        io::Error::new(io::ErrorKind::TimedOut, "the call deadline passed")
+    }
 
     /// A memfd that holds an enclave binary; sealed, it can no longer change.
     #[derive(Debug)]
@@ -128,59 +131,20 @@ mod imp {
         }
     }
 
-    /// The enclave's stdout, read with a deadline.
-    #[derive(Debug)]
-    pub(crate) struct TimedReader {
-        inner: ChildStdout,
-        pub(crate) deadline: Option<Instant>,
+    pub(crate) fn wait_readable(fd: &impl AsFd, deadline: Option<Instant>) -> io::Result<()> {
+        wait(fd, PollFlags::IN, deadline)
     }
 
-    impl TimedReader {
-        pub(crate) fn new(inner: ChildStdout) -> Self {
-            Self { inner, deadline: None }
-        }
+    pub(crate) fn wait_writable(fd: &impl AsFd, deadline: Option<Instant>) -> io::Result<()> {
+        wait(fd, PollFlags::OUT, deadline)
     }
 
-    impl Read for TimedReader {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            wait(&self.inner, PollFlags::IN, self.deadline)?;
-            self.inner.read(buf)
-        }
-    }
-
-    /// The enclave's stdin, written with a deadline: non-blocking, so a
-    /// write into a full pipe waits in `poll` and can give up.
-    #[derive(Debug)]
-    pub(crate) struct TimedWriter {
-        inner: ChildStdin,
-        pub(crate) deadline: Option<Instant>,
-    }
-
-    impl TimedWriter {
-        pub(crate) fn new(inner: ChildStdin) -> io::Result<Self> {
-            // O_NONBLOCK is a property of this end's open file description,
-            // which only the host holds; the enclave's end stays blocking.
-            let flags = fcntl_getfl(&inner)?;
-            fcntl_setfl(&inner, flags | OFlags::NONBLOCK)?;
-            Ok(Self { inner, deadline: None })
-        }
-    }
-
-    impl Write for TimedWriter {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            loop {
-                match self.inner.write(buf) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        wait(&self.inner, PollFlags::OUT, self.deadline)?;
-                    }
-                    other => return other,
-                }
-            }
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            self.inner.flush()
-        }
+    /// O_NONBLOCK is a property of this end's open file description, which
+    /// only the host holds; the enclave's end of the pipe stays blocking.
+    pub(crate) fn set_nonblocking(fd: &impl AsFd) -> io::Result<()> {
+        let flags = fcntl_getfl(fd)?;
+        fcntl_setfl(fd, flags | OFlags::NONBLOCK)?;
+        Ok(())
     }
 }
 
@@ -188,12 +152,7 @@ mod imp {
 mod imp {
     //! Stubs: no image can be made, so no enclave process is ever started.
 
-    use std::{
-        ffi::OsString,
-        io::{self, Read, Write},
-        process::{Child, ChildStdin, ChildStdout},
-        time::Instant,
-    };
+    use std::{ffi::OsString, io, process::Child, time::Instant};
 
     use crate::simulation::EnclaveLimits;
 
@@ -236,47 +195,74 @@ mod imp {
         Err(unsupported())
     }
 
-    #[derive(Debug)]
-    pub(crate) struct TimedReader {
-        inner: ChildStdout,
-        pub(crate) deadline: Option<Instant>,
+    /// Without poll the pipes block: no deadline is kept (and no enclave
+    /// process is started here anyway).
+    pub(crate) fn wait_readable<T>(_: &T, _: Option<Instant>) -> io::Result<()> {
+        Ok(())
     }
 
-    impl TimedReader {
-        pub(crate) fn new(inner: ChildStdout) -> Self {
-            Self { inner, deadline: None }
-        }
+    pub(crate) fn wait_writable<T>(_: &T, _: Option<Instant>) -> io::Result<()> {
+        Ok(())
     }
 
-    impl Read for TimedReader {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            self.inner.read(buf)
-        }
-    }
-
-    #[derive(Debug)]
-    pub(crate) struct TimedWriter {
-        inner: ChildStdin,
-        pub(crate) deadline: Option<Instant>,
-    }
-
-    impl TimedWriter {
-        pub(crate) fn new(inner: ChildStdin) -> io::Result<Self> {
-            Ok(Self { inner, deadline: None })
-        }
-    }
-
-    impl Write for TimedWriter {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.inner.write(buf)
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            self.inner.flush()
-        }
+    pub(crate) fn set_nonblocking<T>(_: &T) -> io::Result<()> {
+        Ok(())
     }
 }
 
-pub(crate) use imp::{Image, SealedImage, TimedReader, TimedWriter, limit_at_spawn, limit_open_files};
+pub(crate) use imp::{Image, SealedImage, limit_at_spawn, limit_open_files};
+
+/// The enclave's stdout, read with a deadline.
+#[derive(Debug)]
+pub(crate) struct TimedReader {
+    inner: ChildStdout,
+    /// When a read gives up with `TimedOut`; `None` waits for ever.
+    pub(crate) deadline: Option<Instant>,
+}
+
+impl TimedReader {
+    pub(crate) fn new(inner: ChildStdout) -> Self {
+        Self { inner, deadline: None }
+    }
+}
+
+impl Read for TimedReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        imp::wait_readable(&self.inner, self.deadline)?;
+        self.inner.read(buf)
+    }
+}
+
+/// The enclave's stdin, written with a deadline: non-blocking, so a write
+/// into a full pipe waits in `poll` and can give up.
+#[derive(Debug)]
+pub(crate) struct TimedWriter {
+    inner: ChildStdin,
+    /// When a write gives up with `TimedOut`; `None` waits for ever.
+    pub(crate) deadline: Option<Instant>,
+}
+
+impl TimedWriter {
+    pub(crate) fn new(inner: ChildStdin) -> io::Result<Self> {
+        imp::set_nonblocking(&inner)?;
+        Ok(Self { inner, deadline: None })
+    }
+}
+
+impl Write for TimedWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            match self.inner.write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => imp::wait_writable(&self.inner, self.deadline)?,
+                other => return other,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
 
 /// This process' effective user id: the owner its private files must have.
 #[cfg(unix)]
