@@ -4,7 +4,7 @@
 //! (same machine, same minute, same build):
 //!
 //! ```text
-//!  1. start-up     sign + measure the binary ─► spawn + start the enclave ─► first client attestation
+//!  1. start-up     measure once (sealed memfd) + sign ─► spawn + start the enclave ─► first client attestation
 //!  2. crypto       client encrypt ─► enclave decrypt ─► enclave encrypt reply ─► client decrypt  (no host)
 //!  3. load         N client threads ─HTTP─► web host (in process, 127.0.0.1:0) ─► worker ─► `reverse` enclave
 //! ```
@@ -33,7 +33,7 @@ use conclave_core::{
 use conclave_examples::reverse::{ReverseEnclave, reversed};
 use conclave_host::{
     EnclaveHost, HostService, LocalRelayHandle, ServiceConfig, mock_identity,
-    simulation::{load_or_create_secret, measure},
+    simulation::{MeasuredBinary, SignedEnclave, load_or_create_secret, measure, simulated_attestation_key},
     store::Store,
     web::{self, WebConfig},
 };
@@ -56,8 +56,10 @@ const MAX_BODY_BYTES: usize = 64 << 20;
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Measures, in one run, with the `reverse` sample enclave:
-  1. start-up: sign and measure the binary, spawn and start the enclave, one client's first attestation
-     (simulation mode; in mock mode the enclave is built in process);
+  1. start-up: measure the binary once (a sealed in-memory copy) and sign it, spawn and start the
+     enclave, one client's first attestation (simulation mode; in mock mode the enclave is built in
+     process); next to it, the time to spawn /bin/true as an anchor; with --enclave, the same for
+     a signed enclave binary, as `conclave host --enclave` starts it;
   2. the cryptography of one mail round trip in process (client encrypt, enclave decrypt, enclave
      encrypt of the reply, client decrypt), with no host, median of --crypto-rounds;
   3. load: for each N of --clients, N threads, each its own EnclaveClient over HTTP with its own key
@@ -93,6 +95,10 @@ pub struct BenchArgs {
     /// system decides what a commit's fsync costs. Default: the system's temp directory.
     #[arg(long = "data-parent", value_name = "DIR")]
     data_parent: Option<PathBuf>,
+    /// Also time the start-up of this signed enclave binary, as `conclave host --enclave` runs it
+    /// (simulation mode; its signature is <SIGNED_BIN>.sig).
+    #[arg(long, value_name = "SIGNED_BIN")]
+    enclave: Option<PathBuf>,
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
@@ -111,8 +117,15 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
 
     let data = TempDir::new_in(&args.data_parent.clone().unwrap_or_else(std::env::temp_dir))?;
     println!("data directory: {} (file system {})", data.0.display(), file_system_of(&data.0));
-    let startup = measure_startup(args.mode, &data.0, args.startups)?;
-    print_startup(args.mode, &startup);
+    let startup = measure_startup(Subject::Sample(args.mode), &data.0, args.startups)?;
+    print_startup(Subject::Sample(args.mode), &startup);
+    if let Some(binary) = &args.enclave {
+        // Its own data directory: the sample's store holds the sample's state.
+        let data = TempDir::new_in(&data.0)?;
+        let subject = Subject::Binary(binary);
+        let startup = measure_startup(subject, &data.0, args.startups)?;
+        print_startup(subject, &startup);
+    }
 
     let crypto = measure_crypto(args.body_bytes, args.crypto_rounds)?;
     print_crypto(args.body_bytes, &crypto, machine.cores);
@@ -192,15 +205,20 @@ fn load_host(mode: Mode, data_dir: &Path) -> anyhow::Result<EnclaveHost> {
     }
 }
 
-/// Opens the store and starts the enclave (in simulation mode: spawns its process).
-fn start_service(host: EnclaveHost, data_dir: &Path) -> anyhow::Result<HostService> {
-    let store = Store::open(&data_dir.join("host.db"))?;
+/// The platform secret in `data_dir` (created on first use).
+fn platform_secret(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
     let secret = load_or_create_secret(&data_dir.join("platform.secret"), || {
         let mut s = vec![0u8; 32];
         OsRng.fill_bytes(&mut s);
         s
     })?;
-    let secret: [u8; 32] = secret.try_into().map_err(|_| anyhow!("platform secret must be 32 bytes"))?;
+    secret.try_into().map_err(|_| anyhow!("platform secret must be 32 bytes"))
+}
+
+/// Opens the store and starts the enclave (in simulation mode: spawns its process).
+fn start_service(host: EnclaveHost, data_dir: &Path) -> anyhow::Result<HostService> {
+    let store = Store::open(&data_dir.join("host.db"))?;
+    let secret = platform_secret(data_dir)?;
     HostService::new(host, store, ServiceConfig::new(secret)).context("cannot start the enclave")
 }
 
@@ -227,75 +245,157 @@ fn constraint(mode: Mode, data_dir: &Path) -> anyhow::Result<EnclaveConstraint> 
 // ---------------------------------------------------------------- 1. start-up
 
 struct Startup {
-    /// `simulation_host`: read the development key, measure and sign, measure again to check the signature.
+    /// `simulation_host`: read the development key, copy the binary into a
+    /// sealed memfd while hashing it, sign the hash, read the attestation key.
     load: Vec<Duration>,
-    /// Store, platform secret, `HostService::new`: spawn, sandbox, fresh keys, evidence (measures once more).
+    /// Open the store and read the platform secret.
+    store: Vec<Duration>,
+    /// `HostService::new`: spawn from the memfd, limits, sandbox, fresh keys, evidence.
     start: Vec<Duration>,
     /// One client's `start()`: fetch, decode, verify and check the attestation.
     attest: Vec<Duration>,
     total: Vec<Duration>,
     /// SHA-256 of the binary alone, timed as often as the start-ups.
     measure: Vec<Duration>,
+    /// `MeasuredBinary::open` alone: read, hash and copy into a sealed memfd.
+    image: Vec<Duration>,
+    /// The anchor: spawn `/bin/true` and wait for it, as often as the start-ups.
+    spawn_true: Vec<Duration>,
     binary: Option<(PathBuf, u64)>,
     sandbox: Option<String>,
 }
 
-fn measure_startup(mode: Mode, data_dir: &Path, repeats: usize) -> anyhow::Result<Startup> {
-    let constraint = constraint(mode, data_dir)?;
+/// The program whose spawn-and-exit time is the start-up's anchor.
+const ANCHOR: &str = "/bin/true";
+
+/// What a start-up measurement starts.
+#[derive(Clone, Copy)]
+enum Subject<'a> {
+    /// The `reverse` sample, built into this binary.
+    Sample(Mode),
+    /// A signed enclave binary (simulation mode).
+    Binary(&'a Path),
+}
+
+impl Subject<'_> {
+    fn load(self, data_dir: &Path) -> anyhow::Result<EnclaveHost> {
+        match self {
+            Self::Sample(mode) => load_host(mode, data_dir),
+            Self::Binary(path) => {
+                let enclave = SignedEnclave::load(path)?;
+                Ok(EnclaveHost::load_simulation(enclave, simulated_attestation_key(data_dir)?))
+            }
+        }
+    }
+
+    fn constraint(self, data_dir: &Path) -> anyhow::Result<EnclaveConstraint> {
+        match self {
+            Self::Sample(mode) => constraint(mode, data_dir),
+            Self::Binary(path) => {
+                Ok(EnclaveConstraint::parse(&format!("C:{} SEC:INSECURE", hex::encode(measure(path)?)))?)
+            }
+        }
+    }
+
+    /// The binary whose measurement the start-up includes.
+    fn binary(self) -> anyhow::Result<Option<PathBuf>> {
+        Ok(match self {
+            Self::Sample(Mode::Simulation) => {
+                Some(std::env::current_exe().context("cannot find this program's binary")?)
+            }
+            Self::Sample(Mode::Mock) => None,
+            Self::Binary(path) => Some(path.to_owned()),
+        })
+    }
+}
+
+fn measure_startup(subject: Subject<'_>, data_dir: &Path, repeats: usize) -> anyhow::Result<Startup> {
+    let constraint = subject.constraint(data_dir)?;
     // One untimed start creates the keys and the store, so every timed start
     // is what a host restart on an existing data directory costs; otherwise
     // the first would also time key generation and SQLite schema creation.
-    let mut first = start_service(load_host(mode, data_dir)?, data_dir)?;
+    let mut first = start_service(subject.load(data_dir)?, data_dir)?;
     let sandbox = first.host_mut().sandbox_report().map(str::to_owned);
     drop(first);
 
     let mut startup = Startup {
         load: Vec::new(),
+        store: Vec::new(),
         start: Vec::new(),
         attest: Vec::new(),
         total: Vec::new(),
         measure: Vec::new(),
+        image: Vec::new(),
+        spawn_true: Vec::new(),
         binary: None,
         sandbox,
     };
     for _ in 0..repeats {
         let t0 = Instant::now();
-        let host = load_host(mode, data_dir)?;
+        let host = subject.load(data_dir)?;
         let t1 = Instant::now();
-        let service = start_service(host, data_dir)?;
+        let store = Store::open(&data_dir.join("host.db"))?;
+        let secret = platform_secret(data_dir)?;
         let t2 = Instant::now();
+        let service = HostService::new(host, store, ServiceConfig::new(secret)).context("cannot start the enclave")?;
+        let t3 = Instant::now();
         let mut client = EnclaveClient::new(LocalRelayHandle::new(service), constraint.clone());
         client.start().context("the enclave's first attestation failed")?;
-        let t3 = Instant::now();
+        let t4 = Instant::now();
         // Dropping the client drops the service, which stops the enclave process.
         drop(client);
         startup.load.push(t1 - t0);
-        startup.start.push(t2 - t1);
-        startup.attest.push(t3 - t2);
-        startup.total.push(t3 - t0);
+        startup.store.push(t2 - t1);
+        startup.start.push(t3 - t2);
+        startup.attest.push(t4 - t3);
+        startup.total.push(t4 - t0);
     }
-    if mode == Mode::Simulation {
-        let exe = std::env::current_exe().context("cannot find this program's binary")?;
+    if let Some(exe) = subject.binary()? {
         let size = std::fs::metadata(&exe).with_context(|| format!("cannot read {}", exe.display()))?.len();
         for _ in 0..repeats {
             let t = Instant::now();
             measure(&exe)?;
             startup.measure.push(t.elapsed());
+            let t = Instant::now();
+            let image = MeasuredBinary::open(&exe)?;
+            startup.image.push(t.elapsed());
+            // Freeing the copy is not part of making it.
+            drop(image);
         }
         startup.binary = Some((exe, size));
+    }
+    if Path::new(ANCHOR).exists() {
+        for _ in 0..repeats {
+            let t = Instant::now();
+            let status = std::process::Command::new(ANCHOR)
+                .env_clear()
+                .status()
+                .with_context(|| format!("cannot run {ANCHOR}"))?;
+            startup.spawn_true.push(t.elapsed());
+            ensure!(status.success(), "{ANCHOR} failed: {status}");
+        }
     }
     Ok(startup)
 }
 
-fn print_startup(mode: Mode, s: &Startup) {
+fn print_startup(subject: Subject<'_>, s: &Startup) {
     println!();
-    match mode {
-        Mode::Simulation => println!(
+    let mode = match subject {
+        Subject::Sample(mode) => mode,
+        Subject::Binary(_) => Mode::Simulation,
+    };
+    match subject {
+        Subject::Sample(Mode::Simulation) => println!(
             "1. Start-up of a simulation enclave ({} starts on one data directory, after one untimed first start)",
             s.total.len()
         ),
-        Mode::Mock => println!(
+        Subject::Sample(Mode::Mock) => println!(
             "1. Start-up of a mock enclave, in process, no binary ({} starts, after one untimed first start)",
+            s.total.len()
+        ),
+        Subject::Binary(path) => println!(
+            "1b. Start-up of the signed enclave binary {} ({} starts, after one untimed first start)",
+            path.display(),
             s.total.len()
         ),
     }
@@ -303,33 +403,40 @@ fn print_startup(mode: Mode, s: &Startup) {
         println!("   {sandbox}");
     }
     if let Some((path, size)) = &s.binary {
-        let m = Stats::of(&s.measure);
         println!("   binary {} ({:.1} MiB, {size} bytes)", path.display(), *size as f64 / (1 << 20) as f64);
-        println!(
-            "   measure (SHA-256 of the binary, file in page cache): median {} (min {}, max {}), {} runs",
-            ms(m.median),
-            ms(m.min),
-            ms(m.max),
-            s.measure.len()
-        );
     }
-    println!("   {:<58} {:>10} {:>10} {:>10}", "step", "median", "min", "max");
-    let load_label = match mode {
-        Mode::Simulation => "load: sign + measure twice (sample signed on the fly)",
-        Mode::Mock => "load: build the enclave value",
+    println!("   {:<62} {:>10} {:>10} {:>10}", "step", "median", "min", "max");
+    let load_label = match subject {
+        Subject::Sample(Mode::Simulation) => "load: key, read + hash once into a sealed memfd, sign",
+        Subject::Sample(Mode::Mock) => "load: build the enclave value",
+        Subject::Binary(_) => "load: read + hash once into a sealed memfd, check .sig",
     };
     let start_label = match mode {
-        Mode::Simulation => "start: store, measure again, spawn, sandbox, keys, evidence",
-        Mode::Mock => "start: store, keys, evidence",
+        Mode::Simulation => "start: spawn from the memfd, limits, sandbox, keys, evidence",
+        Mode::Mock => "start: keys, evidence",
     };
-    for (label, values) in [
+    let mut rows = vec![
         (load_label, &s.load),
+        ("store: open the store, read the platform secret", &s.store),
         (start_label, &s.start),
         ("first attestation: fetch, verify, check constraint", &s.attest),
         ("total", &s.total),
-    ] {
+    ];
+    if s.binary.is_some() {
+        rows.push(("alone: SHA-256 of the binary (file in page cache)", &s.measure));
+        rows.push(("alone: read + hash + copy into a sealed memfd", &s.image));
+    }
+    if !s.spawn_true.is_empty() {
+        rows.push(("anchor: spawn /bin/true and wait for it", &s.spawn_true));
+    }
+    for (label, values) in rows {
         let st = Stats::of(values);
-        println!("   {label:<58} {:>10} {:>10} {:>10}", ms(st.median), ms(st.min), ms(st.max));
+        println!("   {label:<62} {:>10} {:>10} {:>10}", ms(st.median), ms(st.min), ms(st.max));
+    }
+    if !s.spawn_true.is_empty() {
+        let total = Stats::of(&s.total).median.as_secs_f64();
+        let anchor = Stats::of(&s.spawn_true).median.as_secs_f64();
+        println!("   total / anchor (medians): {:.1}", total / anchor);
     }
 }
 
@@ -755,7 +862,12 @@ impl TempDir {
         let mut id = [0u8; 8];
         OsRng.fill_bytes(&mut id);
         let path = parent.join(format!("conclave-bench-{}", hex::encode(id)));
-        std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        // Private (0700): the host refuses a data directory others can write.
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&path).with_context(|| format!("cannot create {}", path.display()))?;
         Ok(Self(path))
     }
 }

@@ -8,13 +8,19 @@ use std::{
     io::Write,
     path::{Path, PathBuf},
     process::ExitCode,
+    time::Duration,
 };
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 
 use crate::samples;
-use conclave_host::{EnclaveHost, HostService, ServiceConfig, store::Store, web::WebConfig};
+use conclave_host::{
+    EnclaveHost, HostService, ServiceConfig,
+    simulation::{EnclaveLimits, SignedEnclave, check_data_dir, load_or_create_secret, simulated_attestation_key},
+    store::Store,
+    web::WebConfig,
+};
 use rand_core::{OsRng, RngCore};
 
 /// The sample enclaves `--example` can run.
@@ -41,6 +47,13 @@ pub enum Mode {
 Prints `listening on http://ADDR:PORT` on stdout once it serves (port 0 picks a free port).
 The HTTP API is described in docs/http-api.md. The data directory keeps the store (host.db:
 sealed state, mail to self, reply queues) and the platform secret (platform.secret, mode 0600).
+It must belong to the user running the host and not be writable by group or others; its key
+files must have no group or other permissions (the host refuses them otherwise and says which
+`chmod` fixes it).
+
+In simulation mode the enclave process runs the binary as it was when the host started (a
+sealed copy, measured once), with at most --enclave-memory-limit of address space, no core
+dumps, no file writes, and --enclave-call-timeout for each call before the host kills it.
 
 Exit codes:
   0  stopped cleanly after SIGINT or SIGTERM
@@ -67,45 +80,85 @@ pub struct HostArgs {
     /// How many requests may wait for the enclave before the host answers 503.
     #[arg(long, value_name = "N", default_value_t = 64)]
     queue_capacity: usize,
+    /// Simulation mode: the enclave process' address-space limit, e.g. 512MiB or 4GiB (at least 32MiB).
+    #[arg(long, value_name = "SIZE", default_value = "4GiB", value_parser = parse_memory_limit)]
+    enclave_memory_limit: u64,
+    /// Simulation mode: how long one enclave call may take before the host kills the process, e.g. 500ms, 60s, 5m.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_call_timeout)]
+    enclave_call_timeout: Duration,
+}
+
+/// The smallest `--enclave-memory-limit`: below it no enclave process starts.
+const MIN_MEMORY_LIMIT: u64 = 32 << 20;
+
+/// `<n>`, `<n>KiB`, `<n>MiB` or `<n>GiB`: a number of bytes.
+fn parse_memory_limit(text: &str) -> Result<u64, String> {
+    let (digits, unit) = text.find(|c: char| !c.is_ascii_digit()).map_or((text, ""), |at| text.split_at(at));
+    let shift = match unit {
+        "" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        other => return Err(format!("unknown unit {other:?}: write bytes, or KiB, MiB or GiB (e.g. 512MiB)")),
+    };
+    let number: u64 = digits.parse().map_err(|_| format!("{text:?} is not a size: write e.g. 512MiB or 4GiB"))?;
+    let bytes = number.checked_mul(1 << shift).ok_or_else(|| format!("{text} is too large"))?;
+    if bytes < MIN_MEMORY_LIMIT {
+        return Err(format!("{text} is too small for an enclave process: give at least 32MiB"));
+    }
+    Ok(bytes)
+}
+
+/// `<n>ms`, `<n>s`, `<n>m`, or `<n>` seconds: a positive duration.
+fn parse_call_timeout(text: &str) -> Result<Duration, String> {
+    let (digits, unit) = text.find(|c: char| !c.is_ascii_digit()).map_or((text, ""), |at| text.split_at(at));
+    let number: u64 = digits.parse().map_err(|_| format!("{text:?} is not a duration: write e.g. 500ms, 60s or 5m"))?;
+    let timeout = match unit {
+        "ms" => Duration::from_millis(number),
+        "" | "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number.saturating_mul(60)),
+        other => return Err(format!("unknown unit {other:?}: write ms, s or m (e.g. 60s)")),
+    };
+    if timeout.is_zero() {
+        return Err("the call timeout must be more than 0".to_owned());
+    }
+    Ok(timeout)
 }
 
 /// Builds the enclave host the flags ask for. The one place a mode becomes a backend.
 fn load_enclave(args: &HostArgs) -> anyhow::Result<EnclaveHost> {
+    let limits = EnclaveLimits::default()
+        .with_memory_limit(args.enclave_memory_limit)
+        .with_call_timeout(args.enclave_call_timeout);
     match (args.mode, args.example.as_deref(), &args.enclave) {
         (Mode::Mock, Some(name), _) => samples::mock_host(name),
         (Mode::Mock, None, _) => {
             bail!("--enclave needs --mode simulation: mock enclaves are compiled into this program, use --example")
         }
-        (Mode::Simulation, Some(name), _) => samples::simulation_host(name, &args.data_dir),
-        (Mode::Simulation, None, Some(binary)) => EnclaveHost::load(binary, &args.data_dir)
-            .with_context(|| format!("cannot load enclave binary {}", binary.display())),
+        (Mode::Simulation, Some(name), _) => samples::simulation_host_with_limits(name, &args.data_dir, limits),
+        (Mode::Simulation, None, Some(binary)) => {
+            let load = || -> anyhow::Result<EnclaveHost> {
+                let enclave = SignedEnclave::load(binary)?.with_limits(limits);
+                Ok(EnclaveHost::load_simulation(enclave, simulated_attestation_key(&args.data_dir)?))
+            };
+            load().with_context(|| format!("cannot load enclave binary {}", binary.display()))
+        }
         (Mode::Simulation, None, None) => bail!("give --enclave <SIGNED_BIN> or --example <NAME>"),
     }
 }
 
-/// Reads the platform secret from `dir`, or creates it (32 random bytes, mode 0600).
+/// Reads the platform secret from `dir` (refused if others could read it),
+/// or creates it (32 random bytes, mode 0600).
 fn platform_secret(dir: &Path) -> anyhow::Result<[u8; 32]> {
     let path = dir.join(SECRET_FILE);
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            return bytes.try_into().map_err(|bytes: Vec<u8>| {
-                anyhow::anyhow!("platform secret {} has {} bytes, expected 32", path.display(), bytes.len())
-            });
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot read platform secret {}", path.display())),
-    }
-    let mut secret = [0u8; 32];
-    OsRng.fill_bytes(&mut secret);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&path).with_context(|| format!("cannot create platform secret {}", path.display()))?;
-    file.write_all(&secret)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write platform secret {}", path.display()))?;
-    Ok(secret)
+    let bytes = load_or_create_secret(&path, || {
+        let mut secret = vec![0u8; 32];
+        OsRng.fill_bytes(&mut secret);
+        secret
+    })?;
+    bytes.try_into().map_err(|bytes: Vec<u8>| {
+        anyhow::anyhow!("platform secret {} has {} bytes, expected 32", path.display(), bytes.len())
+    })
 }
 
 fn insecure_warning(mode: Mode) -> &'static str {
@@ -164,6 +217,7 @@ pub fn run(args: &HostArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("data directory {} exists and is not a directory", args.data_dir.display());
     }
     create_private_dir(&args.data_dir)?;
+    check_data_dir(&args.data_dir)?;
     let host = load_enclave(args)?;
     let secret = platform_secret(&args.data_dir)?;
     let store_path = args.data_dir.join(STORE_FILE);
@@ -193,4 +247,33 @@ pub fn run(args: &HostArgs) -> anyhow::Result<ExitCode> {
     })?;
     eprintln!("conclave host: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_limits_are_bytes_or_binary_units() {
+        assert_eq!(parse_memory_limit("4GiB"), Ok(4 << 30));
+        assert_eq!(parse_memory_limit("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_memory_limit("65536KiB"), Ok(64 << 20));
+        assert_eq!(parse_memory_limit("67108864"), Ok(64 << 20));
+        for bad in ["", "4G", "4 GiB", "GiB", "-1GiB", "1.5GiB", "99999999999GiB"] {
+            assert!(parse_memory_limit(bad).is_err(), "{bad:?} accepted");
+        }
+        let small = parse_memory_limit("1MiB").unwrap_err();
+        assert!(small.contains("at least 32MiB"), "{small}");
+    }
+
+    #[test]
+    fn call_timeouts_are_positive_durations() {
+        assert_eq!(parse_call_timeout("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_call_timeout("60"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_call_timeout("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_call_timeout("5m"), Ok(Duration::from_secs(300)));
+        for bad in ["", "0", "0ms", "1h", "1.5s", "s", "-1s"] {
+            assert!(parse_call_timeout(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }

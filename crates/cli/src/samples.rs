@@ -18,7 +18,9 @@ use conclave_enclave::Enclave;
 use conclave_examples::{auction::AuctionEnclave, psi::PsiEnclave, reverse::ReverseEnclave, stats::StatsEnclave};
 use conclave_host::{
     EnclaveHost,
-    simulation::{SignedEnclave, load_or_create_secret, measure, simulated_attestation_key},
+    simulation::{
+        EnclaveLimits, MeasuredBinary, SignedEnclave, check_data_dir, load_or_create_secret, simulated_attestation_key,
+    },
 };
 use ed25519_dalek::SigningKey;
 use rand_core::OsRng;
@@ -77,8 +79,9 @@ pub fn mock_host(name: &str) -> anyhow::Result<EnclaveHost> {
 }
 
 /// The development key that signs the built-in samples, from `data_dir`
-/// (created on first use, mode 0600).
+/// (created on first use, mode 0600; refused if others could read it).
 pub fn development_key(data_dir: &Path) -> anyhow::Result<SigningKey> {
+    check_data_dir(data_dir)?;
     let path = data_dir.join("example-signing.key");
     let text = load_or_create_secret(&path, || {
         encode_signing_key(&SigningKey::generate(&mut OsRng)).as_str().as_bytes().to_vec()
@@ -87,13 +90,24 @@ pub fn development_key(data_dir: &Path) -> anyhow::Result<SigningKey> {
         .with_context(|| format!("cannot use development key {}", path.display()))
 }
 
-/// A sample as a separate sandboxed process of this binary (simulation mode).
+/// A sample as a separate sandboxed process of this binary (simulation
+/// mode), under the default [`EnclaveLimits`].
 pub fn simulation_host(name: &str, data_dir: &Path) -> anyhow::Result<EnclaveHost> {
+    simulation_host_with_limits(name, data_dir, EnclaveLimits::default())
+}
+
+/// A sample as a separate sandboxed process of this binary, under `limits`.
+/// The binary is read and hashed once, into the sealed copy that runs; the
+/// development key signs that hash.
+pub fn simulation_host_with_limits(name: &str, data_dir: &Path, limits: EnclaveLimits) -> anyhow::Result<EnclaveHost> {
     let sample = find(name)?;
     let exe = std::env::current_exe().context("cannot find this program's binary")?;
     let key = development_key(data_dir)?;
-    let signature = EnclaveSignature::sign(&key, measure(&exe)?, sample.product_id, 0);
-    let enclave = SignedEnclave::with_signature(&exe, &signature, vec![ENCLAVE_SUBCOMMAND.into(), name.into()])?;
+    let binary = MeasuredBinary::open(&exe)?;
+    let signature = EnclaveSignature::sign(&key, binary.code_hash(), sample.product_id, 0);
+    let enclave = SignedEnclave::new(binary, &signature)?
+        .with_args(vec![ENCLAVE_SUBCOMMAND.into(), name.into()])
+        .with_limits(limits);
     let attestation_key = simulated_attestation_key(data_dir)?;
     Ok(EnclaveHost::load_simulation(enclave, attestation_key))
 }

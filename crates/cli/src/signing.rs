@@ -47,7 +47,7 @@ fn read(path: &PathBuf, what: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 pub fn measure(args: &MeasureArgs) -> anyhow::Result<ExitCode> {
-    println!("{}", hex::encode(code_hash(&read(&args.binary, "enclave binary")?)));
+    println!("{}", hex::encode(conclave_host::simulation::measure(&args.binary)?));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -72,7 +72,8 @@ pub fn keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn sign(args: &SignArgs) -> anyhow::Result<ExitCode> {
-    let key_text = String::from_utf8(read(&args.key, "signing key")?)
+    // A signing key others can read is a key others can sign with: refused.
+    let key_text = String::from_utf8(conclave_host::simulation::read_secret_file(&args.key)?)
         .with_context(|| format!("signing key {} is not text", args.key.display()))?;
     let key = decode_signing_key(key_text.trim())
         .with_context(|| format!("cannot use signing key {}", args.key.display()))?;

@@ -63,3 +63,31 @@ fn bench_refuses_bad_flags_with_exit_2() {
     let output = Command::new(BIN).args(["bench", "--clients", "0", "--mode", "mock"]).output().expect("run");
     assert_eq!(output.status.code(), Some(2), "{}", String::from_utf8_lossy(&output.stderr));
 }
+
+#[test]
+fn bench_start_up_in_simulation_mode_shows_each_step_and_its_anchors() {
+    let output = Command::new(BIN)
+        .args(["bench", "--clients", "1", "--mails", "2", "--startups", "2", "--crypto-rounds", "2"])
+        .output()
+        .expect("run conclave bench");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "exit {:?}\n{report}\n{}", output.status, String::from_utf8_lossy(&output.stderr));
+    for row in [
+        "load: key, read + hash once into a sealed memfd, sign",
+        "store: open the store, read the platform secret",
+        "start: spawn from the memfd, limits, sandbox, keys, evidence",
+        "alone: SHA-256 of the binary",
+        "alone: read + hash + copy into a sealed memfd",
+        "total / anchor (medians)",
+    ] {
+        assert!(report.contains(row), "{row:?} missing:\n{report}");
+    }
+
+    // A signed binary that is not there is an error that names it.
+    let output = Command::new(BIN)
+        .args(["bench", "--clients", "1", "--mails", "1", "--startups", "1", "--enclave", "/nonexistent/enclave"])
+        .output()
+        .expect("run conclave bench");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/enclave"));
+}

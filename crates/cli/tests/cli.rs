@@ -120,3 +120,32 @@ fn every_command_has_help() {
         assert!(stdout(&out).contains("Usage"), "{args:?}");
     }
 }
+
+#[test]
+fn host_help_documents_the_enclave_limits_and_bad_values_exit_2() {
+    let help = stdout(&conclave(&["host", "--help"]));
+    for flag in
+        ["--enclave-memory-limit <SIZE>", "[default: 4GiB]", "--enclave-call-timeout <DURATION>", "[default: 60s]"]
+    {
+        assert!(help.contains(flag), "{flag:?} missing: {help}");
+    }
+    for (flag, value, complaint) in [
+        ("--enclave-memory-limit", "1MiB", "at least 32MiB"),
+        ("--enclave-memory-limit", "4G", "unknown unit"),
+        ("--enclave-call-timeout", "0s", "more than 0"),
+    ] {
+        let out = conclave(&[
+            "host",
+            "--example",
+            "reverse",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "/nonexistent",
+            flag,
+            value,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        assert!(stderr(&out).contains(complaint), "{flag} {value}: {}", stderr(&out));
+    }
+}

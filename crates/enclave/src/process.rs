@@ -21,7 +21,7 @@ use serde_bytes::ByteBuf;
 
 use crate::{
     CallOutcome, Enclave, EnclaveError, EnclaveIdentity, EnclaveRuntime, HostInterface, StartInput,
-    sandbox::{SandboxOptions, enter_sandbox},
+    sandbox::{SandboxOptions, close_inherited_descriptors, enter_sandbox},
 };
 
 /// Turns an enclave type into the `main` of an enclave binary.
@@ -158,8 +158,13 @@ pub fn run_enclave_process(factory: impl Fn() -> Box<dyn Enclave> + Send + 'stat
 }
 
 fn serve(factory: impl Fn() -> Box<dyn Enclave> + Send + 'static) -> Result<(), ProcessError> {
+    // First of all: only the standard streams stay open. Then nothing is
+    // read before the sandbox is in place.
+    let inherited = close_inherited_descriptors();
     quiet_panics();
-    // Nothing is read before the sandbox is in place.
+    if inherited > 0 {
+        eprintln!("conclave enclave: closed {inherited} descriptors inherited from the host");
+    }
     let report = enter_sandbox(&SandboxOptions::new())
         .map_err(|e| ProcessError::Protocol(format!("cannot enter the sandbox: {e}")))?;
     eprintln!("conclave enclave: {report}");

@@ -12,8 +12,10 @@
 //!                          ╳ files, sockets, new processes or threads, exec
 //! ```
 //!
-//! [`enter_sandbox`] applies, in this order, and irreversibly for the whole
-//! process:
+//! Before anything else the runtime calls [`close_inherited_descriptors`]:
+//! the process keeps no descriptor of the host's but the three streams.
+//! Then [`enter_sandbox`] applies, in this order, and irreversibly for the
+//! whole process:
 //!
 //! 1. **no new privileges** (`PR_SET_NO_NEW_PRIVS`): no set-uid or file
 //!    capability can ever raise the process' privileges again. Both later steps
@@ -39,8 +41,12 @@
 //! read its input and write its output:
 //!
 //! * `read`, `readv`, `write`, `writev` on fds 0, 1 and 2 only; `close`;
-//! * memory: `brk`, `mmap` and `mprotect` without `PROT_EXEC` (no new
-//!   executable memory), `munmap`, `mremap`, `madvise`;
+//! * memory: `brk`; `mmap` of anonymous memory only (`MAP_ANONYMOUS` set,
+//!   descriptor -1) and without `PROT_EXEC`; `mprotect` without `PROT_EXEC`;
+//!   `munmap`, `mremap`, `madvise`. No file can be mapped, so a descriptor
+//!   the enclave should not hold is no way around "no files", and no new
+//!   executable memory can be made (neither mapped executable nor turned
+//!   executable later: a JIT or injected code has nowhere to run);
 //! * synchronisation and time: `futex`, `sched_yield`, `clock_gettime`,
 //!   `clock_getres`, `gettimeofday`, `clock_nanosleep`, `nanosleep`;
 //! * randomness: `getrandom` (key generation after entering the sandbox works);
@@ -64,7 +70,9 @@
 //! panics.
 //!
 //! Everything else **kills the process** (`SECCOMP_RET_KILL_PROCESS`, the
-//! host sees it die of `SIGSYS`). Those calls (`execve`, `ptrace`, `mount`,
+//! host sees it die of `SIGSYS`), and so does an allowed call with arguments
+//! outside its limits (`read` on descriptor 3, a file-backed or executable
+//! `mmap`). Those calls (`execve`, `ptrace`, `mount`,
 //! `ioctl`, `pipe2`, `chdir`, …) have no use inside an enclave, so reaching one
 //! means either a bug to fix by hand or code that is not doing what its author
 //! intended; stopping at once is the safe outcome, and a listed refusal is only
@@ -218,6 +226,24 @@ pub fn is_supported() -> bool {
     cfg!(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))
 }
 
+/// Closes every descriptor but the standard streams (0, 1 and 2) and
+/// returns how many were open.
+///
+/// A process inherits every descriptor its parent opened without
+/// close-on-exec: a file, a socket or a database of the host, readable and
+/// writable through `read`/`write` whatever the sandbox says about opening
+/// files. The enclave runtime calls this as its very first act, before
+/// [`enter_sandbox`] and before it reads any input.
+///
+/// It lists `/proc/self/fd` (before the sandbox, which refuses `openat`),
+/// or where that cannot be read closes every number below the
+/// open-files limit (at most 65 536). Call it while the process is single
+/// threaded and before anything else holds a descriptor it means to keep:
+/// whatever is open is closed.
+pub fn close_inherited_descriptors() -> usize {
+    imp::close_inherited_descriptors()
+}
+
 /// Restricts the calling process for good: no new privileges, not dumpable,
 /// landlock where available, and the seccomp policy described in the
 /// [module documentation](self).
@@ -248,6 +274,30 @@ mod imp {
     use super::{LandlockState, SandboxError, SandboxOptions, SandboxReport};
 
     static ENTERED: AtomicBool = AtomicBool::new(false);
+
+    /// The most descriptor numbers tried when `/proc/self/fd` is unreadable.
+    const MAX_DESCRIPTORS_TRIED: u64 = 1 << 16;
+
+    pub(super) fn close_inherited_descriptors() -> usize {
+        // The listing's own descriptor is open while it is read and closed
+        // when `entries` ends; closing its number again finds nothing.
+        let listed: Option<Vec<i32>> = std::fs::read_dir("/proc/self/fd")
+            .ok()
+            .map(|entries| entries.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok()).collect());
+        let candidates = listed.unwrap_or_else(|| {
+            let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+                .map_or(1024, |(soft, _hard)| soft)
+                .min(MAX_DESCRIPTORS_TRIED);
+            (3..i32::try_from(limit).unwrap_or(i32::MAX)).collect()
+        });
+        // On Linux `close` releases the number whatever it returns, except
+        // EBADF: nothing was open there.
+        candidates
+            .into_iter()
+            .filter(|&fd| fd > 2)
+            .filter(|&fd| nix::unistd::close(fd) != Err(nix::errno::Errno::EBADF))
+            .count()
+    }
 
     /// The newest landlock ABI the `landlock` crate knows. The ruleset asks for
     /// everything it defines; best-effort mode lets an older kernel enforce
@@ -329,6 +379,9 @@ mod imp {
         StandardStreams,
         /// The third argument (`prot` of `mmap`/`mprotect`) lacks `PROT_EXEC`.
         NoExec,
+        /// `mmap` of anonymous memory: `prot` lacks `PROT_EXEC`, `flags` has
+        /// `MAP_ANONYMOUS` and the descriptor is -1.
+        AnonymousNoExec,
         /// The first argument (a thread group id) is this process.
         ThisProcess,
     }
@@ -349,7 +402,7 @@ mod imp {
             ("writev", libc::SYS_writev, StandardStreams),
             ("close", libc::SYS_close, Any),
             ("brk", libc::SYS_brk, Any),
-            ("mmap", libc::SYS_mmap, NoExec),
+            ("mmap", libc::SYS_mmap, AnonymousNoExec),
             ("mprotect", libc::SYS_mprotect, NoExec),
             ("munmap", libc::SYS_munmap, Any),
             ("mremap", libc::SYS_mremap, Any),
@@ -402,14 +455,25 @@ mod imp {
 
         let condition =
             |index: u8, op: SeccompCmpOp, value: u64| SeccompCondition::new(index, SeccompCmpArgLen::Dword, op, value);
+        let no_exec = || condition(2, SeccompCmpOp::MaskedEq(libc::PROT_EXEC as u64), 0);
         let rules_for = |only: Only| -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
-            let condition = match only {
+            // The conditions of one rule must all hold.
+            let conditions = match only {
                 Only::Any => return Ok(Vec::new()),
-                Only::StandardStreams => condition(0, SeccompCmpOp::Le, 2)?,
-                Only::NoExec => condition(2, SeccompCmpOp::MaskedEq(libc::PROT_EXEC as u64), 0)?,
-                Only::ThisProcess => condition(0, SeccompCmpOp::Eq, u64::from(std::process::id()))?,
+                Only::StandardStreams => vec![condition(0, SeccompCmpOp::Le, 2)?],
+                Only::NoExec => vec![no_exec()?],
+                Only::AnonymousNoExec => {
+                    let anonymous = libc::MAP_ANONYMOUS as u64;
+                    vec![
+                        no_exec()?,
+                        condition(3, SeccompCmpOp::MaskedEq(anonymous), anonymous)?,
+                        // The descriptor is an `int`: compare its 32 bits with -1.
+                        condition(4, SeccompCmpOp::Eq, u64::from(u32::MAX))?,
+                    ]
+                }
+                Only::ThisProcess => vec![condition(0, SeccompCmpOp::Eq, u64::from(std::process::id()))?],
             };
-            Ok(vec![SeccompRule::new(vec![condition])?])
+            Ok(vec![SeccompRule::new(conditions)?])
         };
 
         let mut allow_rules = BTreeMap::new();
@@ -449,6 +513,11 @@ mod imp {
 
     pub(super) fn enter_sandbox(_: &SandboxOptions) -> Result<SandboxReport, SandboxError> {
         Err(SandboxError::Unsupported { platform: format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH) })
+    }
+
+    /// Nothing to do where there is no sandbox: entering it fails anyway.
+    pub(super) fn close_inherited_descriptors() -> usize {
+        0
     }
 }
 

@@ -16,7 +16,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 
-use conclave_enclave::sandbox::{SandboxError, SandboxOptions, enter_sandbox, is_supported};
+use conclave_enclave::sandbox::{
+    SandboxError, SandboxOptions, close_inherited_descriptors, enter_sandbox, is_supported,
+};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use rand_core::{OsRng, RngCore};
@@ -34,6 +36,16 @@ fn sandbox_child_entry_point() {
     let Ok(scenario) = std::env::var(CHILD_ENV) else {
         return;
     };
+    if scenario == "descriptors" {
+        // What the enclave runtime does first, before the sandbox.
+        let closed = close_inherited_descriptors();
+        say("closed", &closed.to_string());
+        say("open", &open_descriptors().join(","));
+        io::stdout().flush().unwrap();
+        std::process::exit(0);
+    }
+    // A descriptor opened before the sandbox, as one inherited from the host would be.
+    let file_opened_before = (scenario == "mmap-file").then(|| std::fs::File::open(std::env::current_exe().unwrap()));
     if std::env::var_os(SKIP_ENV).is_none() {
         let report = enter_sandbox(&SandboxOptions::new()).expect("enter the sandbox");
         say("report", &report.to_string());
@@ -62,6 +74,13 @@ fn sandbox_child_entry_point() {
             outcome("exec", Command::new("/bin/true").status());
         }
         "panic" => panic!("enclave bug: the answer is {}", 6 * 7),
+        "mmap-file" => {
+            let file = file_opened_before.expect("opened before").expect("open this test binary");
+            say("map", &memory::errno_text(memory::map_file(&file)));
+        }
+        "mmap-exec" => say("map", &memory::errno_text(memory::map_executable())),
+        "mprotect-exec" => say("protect", &memory::errno_text(memory::make_executable())),
+        "mmap-anonymous" => say("map", &memory::errno_text(memory::map_anonymous())),
         "twice" => {
             let again = enter_sandbox(&SandboxOptions::new());
             let already = matches!(again, Err(SandboxError::AlreadyEntered));
@@ -89,6 +108,80 @@ fn channel() {
     let big: Vec<u64> = (0..1_000_000).collect();
     say("sum", &big.iter().sum::<u64>().to_string());
     say("distinct", &counts.len().to_string());
+}
+
+/// The descriptors `/proc/self/fd` lists, but the listing's own.
+fn open_descriptors() -> Vec<String> {
+    let mut listed: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_str().unwrap().parse().unwrap())
+        .collect();
+    listed.sort();
+    // The highest number is the listing's own descriptor: gone once listed.
+    let own = listed.pop();
+    assert!(own.is_some_and(|fd| fd > 2), "{listed:?}");
+    listed.iter().map(ToString::to_string).collect()
+}
+
+/// The raw memory calls of the mapping scenarios. nix marks them unsafe
+/// because a mapping can alias memory Rust already owns.
+#[allow(unsafe_code)] // sound: see each block; no Rust value ever points into these mappings
+mod memory {
+    use std::num::NonZeroUsize;
+
+    use nix::sys::mman::{MapFlags, ProtFlags, mmap, mmap_anonymous, mprotect, munmap};
+
+    const PAGE: NonZeroUsize = NonZeroUsize::new(4096).unwrap();
+
+    pub fn errno_text(result: nix::Result<()>) -> String {
+        match result {
+            Ok(()) => "ok".to_owned(),
+            Err(errno) => format!("err {}", errno as i32),
+        }
+    }
+
+    /// Maps the first page of `file` read-only, then unmaps it.
+    pub fn map_file(file: &std::fs::File) -> nix::Result<()> {
+        // SAFETY: a new private read-only mapping at an address the kernel
+        // picks; nothing reads it, and it is unmapped before returning.
+        unsafe {
+            let address = mmap(None, PAGE, ProtFlags::PROT_READ, MapFlags::MAP_PRIVATE, file, 0)?;
+            munmap(address, PAGE.get())
+        }
+    }
+
+    /// Maps one anonymous page readable and writable, then unmaps it.
+    pub fn map_anonymous() -> nix::Result<()> {
+        // SAFETY: as in `map_file`; the page is anonymous.
+        unsafe {
+            let prot = ProtFlags::PROT_READ | ProtFlags::PROT_WRITE;
+            let address = mmap_anonymous(None, PAGE, prot, MapFlags::MAP_PRIVATE)?;
+            munmap(address, PAGE.get())
+        }
+    }
+
+    /// Maps one anonymous page readable and executable, then unmaps it.
+    pub fn map_executable() -> nix::Result<()> {
+        // SAFETY: as in `map_file`; nothing is executed from the page.
+        unsafe {
+            let prot = ProtFlags::PROT_READ | ProtFlags::PROT_EXEC;
+            let address = mmap_anonymous(None, PAGE, prot, MapFlags::MAP_PRIVATE)?;
+            munmap(address, PAGE.get())
+        }
+    }
+
+    /// Maps one anonymous writable page, then asks to make it executable.
+    pub fn make_executable() -> nix::Result<()> {
+        // SAFETY: the page belongs to this function alone; changing its
+        // protection affects no other memory, and nothing is executed from it.
+        unsafe {
+            let prot = ProtFlags::PROT_READ | ProtFlags::PROT_WRITE;
+            let address = mmap_anonymous(None, PAGE, prot, MapFlags::MAP_PRIVATE)?;
+            let changed = mprotect(address, PAGE.get(), ProtFlags::PROT_READ | ProtFlags::PROT_EXEC);
+            munmap(address, PAGE.get())?;
+            changed
+        }
+    }
 }
 
 fn say(label: &str, text: &str) {
@@ -303,6 +396,59 @@ fn running_another_program_is_impossible() {
     let run = run_child("exec", true, &[]);
     run.assert_exited_cleanly();
     assert!(is_denied(run.single("exec")), "{run:#?}");
+}
+
+/// A descriptor the parent left without close-on-exec reaches the child;
+/// `close_inherited_descriptors` leaves only the standard streams.
+#[test]
+fn inherited_descriptors_are_closed() {
+    use nix::fcntl::{OFlag, open};
+    use nix::sys::stat::Mode;
+
+    let leaked = open(&std::env::current_exe().unwrap(), OFlag::O_RDONLY, Mode::empty()).unwrap();
+    let run = run_child("descriptors", false, &[]);
+    drop(leaked);
+    run.assert_exited_cleanly();
+    let closed: usize = run.single("closed").parse().unwrap();
+    assert!(closed >= 1, "{run:#?}");
+    assert_eq!(run.single("open"), "0,1,2", "{run:#?}");
+}
+
+/// A file-backed mapping is a way around "no files": with a descriptor the
+/// enclave should not hold, it could read (or with MAP_SHARED, write) the
+/// file through memory. Only anonymous mappings are allowed; anything else
+/// kills the process, like every call the enclave has no use for.
+#[test]
+fn a_file_backed_mapping_kills_the_process() {
+    let control = run_child("mmap-file", false, &[]);
+    control.assert_exited_cleanly();
+    assert_eq!(control.single("map"), "ok", "control: {control:#?}");
+
+    let run = run_child("mmap-file", true, &[]);
+    assert!(run.killed_by_sigsys(), "{run:#?}");
+    assert!(run.said("map").is_empty(), "{run:#?}");
+}
+
+#[test]
+fn anonymous_mappings_still_work() {
+    let run = run_child("mmap-anonymous", true, &[]);
+    run.assert_exited_cleanly();
+    assert_eq!(run.single("map"), "ok", "{run:#?}");
+}
+
+/// No new executable memory: neither a fresh executable mapping nor turning
+/// a writable page executable (what a JIT or injected shellcode needs).
+#[test]
+fn executable_memory_cannot_be_created() {
+    for (scenario, label) in [("mmap-exec", "map"), ("mprotect-exec", "protect")] {
+        let control = run_child(scenario, false, &[]);
+        control.assert_exited_cleanly();
+        assert_eq!(control.single(label), "ok", "control: {control:#?}");
+
+        let run = run_child(scenario, true, &[]);
+        assert!(run.killed_by_sigsys(), "{scenario}: {run:#?}");
+        assert!(run.said(label).is_empty(), "{scenario}: {run:#?}");
+    }
 }
 
 /// A panic still unwinds, prints its message and exits with Rust's panic

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     HostError,
-    simulation::{SignedEnclave, SimulationBackend, simulated_attestation_key},
+    simulation::{SignedEnclave, SimulationBackend, check_data_dir, simulated_attestation_key},
 };
 use conclave_core::channel::HostToEnclave;
 use serde_bytes::ByteBuf;
@@ -103,16 +103,28 @@ impl EnclaveHost {
     }
 
     /// Loads a signed enclave binary to run as a sandboxed process
-    /// (simulation mode: INSECURE). Measures it, checks `<binary>.sig`, and
-    /// uses (or creates) the simulated attestation key in `data_dir`.
+    /// (simulation mode: INSECURE).
+    ///
+    /// Reads the binary once into a sealed in-memory copy, hashing it on the
+    /// way (the code hash), and checks `<binary>.sig` against that hash
+    /// ([`SignedEnclave::load`]). Every start and restart then executes that
+    /// copy: what runs is exactly what was measured, whatever later happens
+    /// to the file, and nothing is hashed again. Uses (or creates, mode
+    /// 0600) the simulated attestation key in `data_dir`, which must belong
+    /// to this user and be closed to others. The process runs under the
+    /// default [`EnclaveLimits`](crate::simulation::EnclaveLimits); for
+    /// others, load with [`SignedEnclave::with_limits`] and
+    /// [`load_simulation`](Self::load_simulation).
     pub fn load(binary: &std::path::Path, data_dir: &std::path::Path) -> Result<Self, HostError> {
+        // An unusable data directory is refused before the binary is read.
+        check_data_dir(data_dir)?;
         let enclave = SignedEnclave::load(binary)?;
         let key = simulated_attestation_key(data_dir)?;
         Ok(Self::load_simulation(enclave, key))
     }
 
-    /// Runs an already measured and checked enclave binary in simulation mode,
-    /// with evidence signed by `attestation_key`.
+    /// Runs an already measured and checked enclave binary (its sealed copy)
+    /// in simulation mode, with evidence signed by `attestation_key`.
     pub fn load_simulation(enclave: SignedEnclave, attestation_key: ed25519_dalek::SigningKey) -> Self {
         Self { backend: Backend::Simulation(Box::new(SimulationBackend::new(enclave, attestation_key))) }
     }

@@ -209,7 +209,7 @@ impl HostService {
     /// keys; if enclave code panicked, resets it in place to that state,
     /// keeping its keys. Returns the original error.
     fn recover(&mut self, error: HostError) -> HostError {
-        let crashed = matches!(error, HostError::Simulation(crate::simulation::SimulationError::Crashed { .. }));
+        let crashed = matches!(&error, HostError::Simulation(e) if e.ended_the_process());
         let failed = error.code() == "ENCLAVE_FAILED" && !crashed;
         if crashed {
             tracing::warn!("{error}; restarting the enclave from the last committed state");

@@ -33,6 +33,14 @@ use ed25519_dalek::SigningKey;
 /// a system call the sandbox kills the process for; `crash` aborts the
 /// process; `panic` panics; `refuse:<text>` fails with `<text>`; `count`
 /// answers with the counter.
+///
+/// Host calls that probe the process' limits:
+///
+/// - `descriptors`: closes every descriptor from 3 to 1023 and answers with
+///   those that were open (`none` if only the standard streams were);
+/// - `mmap-stdin`: maps descriptor 0 into memory (a file-backed mapping);
+/// - `alloc:<MiB>`: tries to reserve that much heap and answers whether it could;
+/// - `spin`: computes forever and never answers.
 #[derive(Debug, Default)]
 pub struct ProbeEnclave {
     replayed: Vec<SelfMail>,
@@ -119,6 +127,12 @@ impl Enclave for ProbeEnclave {
             },
             "count" => counter(ctx).to_string(),
             "panic" => panic!("asked to panic"),
+            "descriptors" => open_descriptors(),
+            "mmap-stdin" => match limits::map_stdin() {
+                Ok(()) => "mapped".to_owned(),
+                Err(e) => format!("refused: {e}"),
+            },
+            "spin" => spin(),
             other => {
                 if let Some(addr) = other.strip_prefix("connect:") {
                     match std::net::TcpStream::connect(addr) {
@@ -127,12 +141,68 @@ impl Enclave for ProbeEnclave {
                     }
                 } else if let Some(text) = other.strip_prefix("refuse:") {
                     return Err(EnclaveError::application(text));
+                } else if let Some(mib) = other.strip_prefix("alloc:") {
+                    let bytes = mib.parse::<usize>().unwrap_or(0) << 20;
+                    let mut heap: Vec<u8> = Vec::new();
+                    match heap.try_reserve_exact(bytes) {
+                        Ok(()) => format!("allocated {mib} MiB"),
+                        Err(e) => format!("refused: {e}"),
+                    }
                 } else {
                     format!("unknown request {other:?}")
                 }
             }
         };
         Ok(Some(answer.into_bytes()))
+    }
+}
+
+/// Closes descriptors 3 to 1023 and lists those that were open. Closing is
+/// the one test for "open" the sandbox allows (`close` on any descriptor;
+/// `fcntl` and `fstat` would kill the process).
+fn open_descriptors() -> String {
+    #[cfg(unix)]
+    {
+        let open: Vec<String> =
+            (3..1024).filter(|&fd: &i32| nix::unistd::close(fd).is_ok()).map(|fd| fd.to_string()).collect();
+        if open.is_empty() { "none".to_owned() } else { open.join(",") }
+    }
+    #[cfg(not(unix))]
+    "unsupported".to_owned()
+}
+
+/// Computes forever: a call that never ends.
+fn spin() -> ! {
+    let mut x = 1u64;
+    loop {
+        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+    }
+}
+
+#[cfg(unix)]
+#[allow(unsafe_code)] // nix's mmap is unsafe: a mapping could alias memory Rust owns
+mod limits {
+    use std::num::NonZeroUsize;
+
+    use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
+
+    /// Maps one page of descriptor 0 read-only, then unmaps it.
+    pub(crate) fn map_stdin() -> nix::Result<()> {
+        let page = NonZeroUsize::new(4096).expect("non-zero");
+        // SAFETY: a new private read-only mapping at an address the kernel
+        // picks; nothing reads it and it is unmapped before returning. The
+        // descriptor is only borrowed for the call.
+        unsafe {
+            let address = mmap(None, page, ProtFlags::PROT_READ, MapFlags::MAP_PRIVATE, std::io::stdin(), 0)?;
+            munmap(address, page.get())
+        }
+    }
+}
+
+#[cfg(not(unix))]
+mod limits {
+    pub(crate) fn map_stdin() -> Result<(), &'static str> {
+        Err("not supported on this platform")
     }
 }
 

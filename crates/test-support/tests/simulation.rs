@@ -15,6 +15,7 @@ use conclave_test_support::{sign, signed_copy};
 use tempfile::TempDir;
 
 const PROBE: &str = env!("CARGO_BIN_EXE_probe-enclave");
+const WRONG_VERSION: &str = env!("CARGO_BIN_EXE_wrong-version-enclave");
 
 struct Setup {
     dir: TempDir,
@@ -269,14 +270,7 @@ fn unsigned_tampered_and_mis_signed_binaries_are_refused() {
 fn a_channel_version_mismatch_names_both_versions() {
     let s = setup();
     // A fake enclave that answers Hello with channel version 99.
-    let fake = s.dir.path().join("fake-enclave.sh");
-    std::fs::write(&fake, "#!/bin/sh\nprintf '\\000\\000\\000\\003\\000\\143\\000'\nsleep 5\n").unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    sign(&fake, &ed25519_dalek::SigningKey::from_bytes(&[6; 32]), 1, 0);
+    let (fake, _) = signed_copy(Path::new(WRONG_VERSION), s.dir.path(), 1, 0);
     let mut host = EnclaveHost::load(&fake, &s.data()).unwrap();
     let err = host.start(None).unwrap_err();
     assert!(err.to_string().contains("host speaks version 2, enclave speaks version 99"), "{err}");
