@@ -99,6 +99,20 @@ pub enum HostToEnclave {
         /// `Evidence::to_bytes` output.
         result: Result<ByteBuf, String>,
     },
+    /// The answer to `Kds`: the KDS's attestation or direct answer, or why not.
+    KdsResult {
+        /// The bytes, or the host's reason.
+        result: Result<ByteBuf, String>,
+    },
+}
+
+/// An exchange with the key derivation service, carried by the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KdsMessage {
+    /// Fetch the KDS's encoded `EnclaveInstanceInfo`.
+    Attestation,
+    /// Deliver this mail to the KDS; answer with its direct reply.
+    Deliver(ByteBuf),
 }
 
 /// Messages from the enclave to the host.
@@ -121,6 +135,11 @@ pub enum EnclaveToHost {
     EvidenceRequest {
         /// `EnclaveReport::to_bytes` output.
         report: ByteBuf,
+    },
+    /// An ocall: carry this exchange to the key derivation service.
+    Kds {
+        /// What to do.
+        call: KdsMessage,
     },
     /// A call succeeded.
     Done {
@@ -200,6 +219,7 @@ impl core::fmt::Debug for HostToEnclave {
             Self::Stop => "Stop",
             Self::HostCallResult { .. } => "HostCallResult",
             Self::EvidenceResult { .. } => "EvidenceResult",
+            Self::KdsResult { .. } => "KdsResult",
         };
         f.write_str(name)
     }
@@ -211,6 +231,7 @@ impl core::fmt::Debug for EnclaveToHost {
             Self::Hello { version, sandbox } => write!(f, "Hello {{ version: {version}, sandbox: {sandbox:?} }}"),
             Self::CallUntrustedHost { bytes } => write!(f, "CallUntrustedHost({} bytes)", bytes.len()),
             Self::EvidenceRequest { .. } => f.write_str("EvidenceRequest"),
+            Self::Kds { .. } => f.write_str("Kds"),
             Self::Done { commands, .. } => write!(f, "Done({} commands)", commands.len()),
             Self::Failed { code } => write!(f, "Failed({code})"),
         }

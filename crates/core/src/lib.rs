@@ -41,6 +41,7 @@ pub mod constraint;
 pub mod frame;
 pub mod freshness;
 pub mod info;
+pub mod kds;
 pub mod keys;
 pub mod mail;
 pub mod padding;

@@ -40,6 +40,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod kds_client;
 pub mod persistence;
 pub mod process;
 mod runtime;
@@ -47,6 +48,7 @@ pub mod sandbox;
 pub mod sequence;
 pub mod tee;
 
+pub use conclave_core::kds::{KDS_TOPIC, MAIL_KEY, PERSISTENCE_KEY};
 pub use persistence::PersistentMap;
 pub use runtime::{CallOutcome, Delivered, EnclaveContext, EnclaveIdentity, EnclaveRuntime, HostInterface, StartInput};
 
@@ -125,6 +127,41 @@ pub trait Enclave: std::any::Any + Send {
 
     /// Called once before the enclave stops.
     fn on_shutdown(&mut self, _ctx: &mut EnclaveContext<'_>) {}
+
+    /// The key derivation service this enclave trusts and the keys it wants
+    /// from it, or `None` (the default) for per-start keys and the
+    /// platform's sealing secret. Asked once at every start, before
+    /// anything is unsealed; `identity` is this enclave's own measured
+    /// identity. Fixed by the enclave's code, so the host cannot substitute
+    /// another KDS.
+    fn kds(&self, _identity: &EnclaveIdentity) -> Option<KdsConfig> {
+        None
+    }
+}
+
+/// Which key derivation service an enclave trusts, and which keys it wants.
+///
+/// With a mail key, the enclave's encryption key is the same at every start
+/// and on every host (clients need not attest again after a restart); with a
+/// persistence key, its sealed state opens on any machine whose enclave
+/// satisfies the key's policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KdsConfig {
+    /// The constraint the KDS's own attestation must satisfy.
+    pub constraint: String,
+    /// The policy for the mail key (`None`: a fresh key at every start).
+    pub mail_key_policy: Option<String>,
+    /// The policy for the persistence key (`None`: seal with the platform's secret).
+    pub persistence_key_policy: Option<String>,
+}
+
+/// What an enclave asks its host to carry to the KDS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KdsCall {
+    /// Fetch the KDS's encoded `EnclaveInstanceInfo`.
+    Attestation,
+    /// Deliver this mail to the KDS and return its direct answer.
+    Deliver(Vec<u8>),
 }
 
 /// A mail-to-self handed back at start.
@@ -157,9 +194,31 @@ pub enum EnclaveError {
     /// The host failed to do what the enclave asked.
     #[error("host failed: {0}")]
     Host(String),
+    /// The key derivation service could not be used: unreachable, not the
+    /// one this enclave trusts, or it refused to issue the keys.
+    #[error("key derivation service: {0}")]
+    Kds(KdsProblem),
     /// An impossible state; a bug.
     #[error("internal error (this is a bug): {0}")]
     Internal(String),
+}
+
+/// What went wrong with the key derivation service.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KdsProblem {
+    /// The host could not carry the exchange (no KDS configured, unreachable).
+    #[error("the host could not reach it: {0}")]
+    Unreachable(String),
+    /// The KDS's attestation does not satisfy this enclave's KDS constraint.
+    #[error("it does not satisfy this enclave's KDS constraint: {0}")]
+    Untrusted(String),
+    /// The KDS refused the request (the message names the failing token).
+    #[error("it refused to issue the keys: {0}")]
+    Refused(String),
+    /// The KDS's answer is not what the protocol says.
+    #[error("its answer is invalid: {0}")]
+    BadAnswer(String),
 }
 
 impl EnclaveError {
@@ -173,6 +232,9 @@ impl EnclaveError {
             Self::Mail(_) => "MAIL_INVALID",
             Self::Application(_) => "ENCLAVE_REFUSED",
             Self::Sealing(_) | Self::Persistence(_) => "STATE_REFUSED",
+            Self::Kds(KdsProblem::Untrusted(_)) => "KDS_UNTRUSTED",
+            Self::Kds(KdsProblem::Refused(_)) => "KDS_REFUSED",
+            Self::Kds(_) => "KDS_FAILED",
             _ => "ENCLAVE_FAILED",
         }
     }

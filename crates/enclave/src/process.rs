@@ -15,7 +15,9 @@ use std::io::{Read, Write};
 
 use conclave_core::{
     EnclaveReport, Evidence, HostCommand,
-    channel::{CHANNEL_VERSION, ChannelError, EnclaveToHost, HostToEnclave, decode_body, encode_frame, frame_len},
+    channel::{
+        CHANNEL_VERSION, ChannelError, EnclaveToHost, HostToEnclave, KdsMessage, decode_body, encode_frame, frame_len,
+    },
 };
 use serde_bytes::ByteBuf;
 
@@ -126,6 +128,21 @@ impl HostInterface for ChannelHost {
                 Evidence::from_bytes(&bytes).map_err(|e| EnclaveError::Host(format!("evidence from the host: {e}")))
             }
             other => Err(EnclaveError::Host(format!("expected evidence, got {other:?}"))),
+        }
+    }
+
+    fn kds(&mut self, call: crate::KdsCall) -> Result<Vec<u8>, EnclaveError> {
+        let call = match call {
+            crate::KdsCall::Attestation => KdsMessage::Attestation,
+            crate::KdsCall::Deliver(mail) => KdsMessage::Deliver(ByteBuf::from(mail)),
+        };
+        let mut channel = lock(&self.channel);
+        channel.send(&EnclaveToHost::Kds { call }).map_err(|e| EnclaveError::Host(e.to_string()))?;
+        match channel.receive().map_err(|e| EnclaveError::Host(e.to_string()))? {
+            Some(HostToEnclave::KdsResult { result }) => {
+                result.map(ByteBuf::into_vec).map_err(|e| EnclaveError::Kds(crate::KdsProblem::Unreachable(e)))
+            }
+            other => Err(EnclaveError::Host(format!("expected the KDS's answer, got {other:?}"))),
         }
     }
 }

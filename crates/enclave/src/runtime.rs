@@ -126,6 +126,14 @@ pub trait HostInterface: Send {
     /// Turns a report into evidence: unsigned in mock mode, signed by the
     /// host's simulated attestation key in simulation, a quote on hardware.
     fn evidence(&mut self, report: EnclaveReport) -> Result<Evidence, EnclaveError>;
+
+    /// Carries one exchange with the key derivation service the host was
+    /// told about (it sees only ciphertext and the KDS's public attestation).
+    fn kds(&mut self, _call: crate::KdsCall) -> Result<Vec<u8>, EnclaveError> {
+        Err(EnclaveError::Kds(crate::KdsProblem::Unreachable(
+            "this enclave uses a key derivation service, but the host has none: start the host with --kds URL".into(),
+        )))
+    }
 }
 
 /// The client mail a call is handling.
@@ -157,6 +165,8 @@ struct CallState {
     current: Option<CurrentMail>,
     /// Whether the application answered the current mail.
     answered: bool,
+    /// Keys whose records and streams go once the call's mail is framed.
+    forget: Vec<PublicKey>,
 }
 
 /// The state an [`EnclaveContext`] works on; separate from the enclave value
@@ -347,6 +357,16 @@ impl EnclaveContext<'_> {
     pub fn call_untrusted_host(&mut self, bytes: &[u8]) -> Result<Option<Vec<u8>>, EnclaveError> {
         self.state.host.call_untrusted_host(bytes)
     }
+
+    /// Forgets `key` once this call's mail is sent: its reply chain and
+    /// sequence numbers leave the sealed state. For one-shot conversations
+    /// (a key derivation service answers each start of an enclave from a
+    /// fresh key): the state does not grow with them. A later mail from the
+    /// key starts a new conversation at number 0, so forget only senders for
+    /// whom a repeated request is harmless.
+    pub fn forget_after_call(&mut self, key: &PublicKey) {
+        self.state.call.forget.push(*key);
+    }
 }
 
 impl RuntimeState {
@@ -448,10 +468,19 @@ impl EnclaveRuntime {
         mut host: Box<dyn HostInterface>,
         input: StartInput,
     ) -> Result<(Self, Vec<HostCommand>), EnclaveError> {
-        let encryption_key = PrivateKey::generate(&mut OsRng);
         let signing_key = SigningKey::generate(&mut OsRng);
+        // With a KDS, the mail key and the sealing root come from it; without
+        // one, a fresh key for this run and the platform's secret.
+        let (encryption_key, sealing_root) = match enclave.kds(identity) {
+            None => (PrivateKey::generate(&mut OsRng), input.platform_secret),
+            Some(config) => {
+                let keys = crate::kds_client::obtain(&config, identity, &mut *host, &signing_key)?;
+                let mail = keys.mail.map_or_else(|| PrivateKey::generate(&mut OsRng), |k| PrivateKey::from_bytes(*k));
+                (mail, keys.persistence.map_or(input.platform_secret, |k| *k))
+            }
+        };
         let sealer = Sealer::new(
-            input.platform_secret,
+            sealing_root,
             SealingIdentity {
                 code_hash: identity.code_hash,
                 code_signing_key_hash: identity.code_signing_key_hash,
@@ -726,8 +755,10 @@ impl EnclaveRuntime {
             }
             Ok(Err(EnclaveError::Application(message))) if self.state.call.current.is_some() => {
                 // Undo what the application did, keep the mail's number used up,
-                // and tell the sender why.
+                // and tell the sender why. A sender it asked to forget is still forgotten.
+                let forget = core::mem::take(&mut self.state.call.forget);
                 self.discard_effects();
+                self.state.call.forget = forget;
                 let current = self.state.call.current.clone().ok_or_else(|| EnclaveError::bug("current mail"))?;
                 self.state.call.pending.push(Pending::Mail {
                     destination: current.sender,
@@ -773,6 +804,7 @@ impl EnclaveRuntime {
         call.self_mail_deleted.clear();
         call.new_recipients.clear();
         call.answered = false;
+        call.forget.clear();
         self.state.map.reserved = self.state.protocol_size;
     }
 
@@ -858,6 +890,19 @@ impl EnclaveRuntime {
             let key = (current.sender, current.topic.clone());
             undo_stream = Some((key.clone(), next.streams.insert(key, current.sequence_number + 1)));
         }
+        let mut forgotten_clients = Vec::new();
+        let mut forgotten_streams = Vec::new();
+        for key in &call.forget {
+            if let Some(record) = next.clients.remove(key) {
+                forgotten_clients.push((*key, record));
+            }
+            let streams: Vec<_> = next.streams.keys().filter(|(k, _)| k == key).cloned().collect();
+            for stream in streams {
+                if let Some(value) = next.streams.remove(&stream) {
+                    forgotten_streams.push((stream, value));
+                }
+            }
+        }
         let first_new = state.durable.next_self_mail;
         for (i, hash) in call.self_mail_posted.iter().enumerate() {
             next.live_self_mail.insert(first_new + i as u64, *hash);
@@ -873,6 +918,8 @@ impl EnclaveRuntime {
             Ok(blob) => blob,
             Err(error) => {
                 // Put the current state back as it was.
+                next.clients.extend(forgotten_clients);
+                next.streams.extend(forgotten_streams);
                 for (i, _) in call.self_mail_posted.iter().enumerate() {
                     next.live_self_mail.remove(&(first_new + i as u64));
                 }

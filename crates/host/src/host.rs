@@ -4,7 +4,7 @@ use std::any::Any;
 
 use conclave_core::{EnclaveInstanceInfo, EnclaveReport, Evidence, HostCommand};
 use conclave_enclave::{
-    CallOutcome, Delivered, Enclave, EnclaveError, EnclaveIdentity, EnclaveRuntime, HostInterface, StartInput,
+    CallOutcome, Delivered, Enclave, EnclaveError, EnclaveIdentity, EnclaveRuntime, HostInterface, KdsCall, StartInput,
 };
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
@@ -42,6 +42,25 @@ enum Backend {
 /// carrying them out (routing mail, storing sealed state) is the caller's job.
 pub struct EnclaveHost {
     backend: Backend,
+    /// How the enclave reaches its key derivation service, if it has one.
+    kds: SharedKds,
+}
+
+/// Carries an enclave's exchanges with its key derivation service: the
+/// CLI gives an HTTP relay to the KDS's web host; tests give anything.
+pub type KdsTransport = Box<dyn FnMut(KdsCall) -> Result<Vec<u8>, String> + Send>;
+
+/// The transport, shared by the host and each start's host interface.
+pub(crate) type SharedKds = std::sync::Arc<std::sync::Mutex<Option<KdsTransport>>>;
+
+/// Runs one KDS exchange through `kds`.
+pub(crate) fn call_kds(kds: &SharedKds, call: KdsCall) -> Result<Vec<u8>, String> {
+    let mut guard = kds.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    match guard.as_mut() {
+        Some(transport) => transport(call),
+        None => Err("the enclave asked for its key derivation service, but the host has none: start it with --kds URL"
+            .to_owned()),
+    }
 }
 
 impl core::fmt::Debug for EnclaveHost {
@@ -52,6 +71,7 @@ impl core::fmt::Debug for EnclaveHost {
 
 struct MockHostInterface {
     callback: Option<HostCallback>,
+    kds: SharedKds,
 }
 
 impl HostInterface for MockHostInterface {
@@ -64,6 +84,10 @@ impl HostInterface for MockHostInterface {
 
     fn evidence(&mut self, report: EnclaveReport) -> Result<Evidence, EnclaveError> {
         Ok(Evidence::Mock(report))
+    }
+
+    fn kds(&mut self, call: KdsCall) -> Result<Vec<u8>, EnclaveError> {
+        call_kds(&self.kds, call).map_err(|e| EnclaveError::Kds(conclave_enclave::KdsProblem::Unreachable(e)))
     }
 }
 
@@ -87,7 +111,10 @@ impl EnclaveHost {
 
     /// Loads a mock enclave that reports the given identity.
     pub fn load_mock_with_identity<E: Enclave>(enclave: E, identity: EnclaveIdentity) -> Self {
-        Self { backend: Backend::Mock { pending: Some(Box::new(enclave)), factory: None, identity, runtime: None } }
+        Self {
+            backend: Backend::Mock { pending: Some(Box::new(enclave)), factory: None, identity, runtime: None },
+            kds: SharedKds::default(),
+        }
     }
 
     /// Loads a mock enclave that can be restarted: each start gets `E::default()`.
@@ -99,6 +126,7 @@ impl EnclaveHost {
                 identity: mock_identity::<E>(),
                 runtime: None,
             },
+            kds: SharedKds::default(),
         }
     }
 
@@ -126,7 +154,16 @@ impl EnclaveHost {
     /// Runs an already measured and checked enclave binary (its sealed copy)
     /// in simulation mode, with evidence signed by `attestation_key`.
     pub fn load_simulation(enclave: SignedEnclave, attestation_key: ed25519_dalek::SigningKey) -> Self {
-        Self { backend: Backend::Simulation(Box::new(SimulationBackend::new(enclave, attestation_key))) }
+        let kds = SharedKds::default();
+        Self {
+            backend: Backend::Simulation(Box::new(SimulationBackend::new(enclave, attestation_key, kds.clone()))),
+            kds,
+        }
+    }
+
+    /// Tells the host how the enclave reaches its key derivation service.
+    pub fn set_kds(&mut self, transport: KdsTransport) {
+        *self.kds.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(transport);
     }
 
     /// "mock" or "simulation".
@@ -195,7 +232,7 @@ impl EnclaveHost {
                 };
                 // The runtime rebuilds the application in place with the same factory.
                 let rebuild = factory.clone().map(|f| -> conclave_enclave::EnclaveFactory { Box::new(move || f()) });
-                let host = Box::new(MockHostInterface { callback });
+                let host = Box::new(MockHostInterface { callback, kds: self.kds.clone() });
                 let (started, commands) = EnclaveRuntime::start(enclave, rebuild, identity, host, input)?;
                 *runtime = Some(Box::new(started));
                 Ok(commands)

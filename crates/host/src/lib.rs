@@ -43,7 +43,8 @@ pub mod simulation;
 pub mod store;
 pub mod web;
 
-pub use host::{EnclaveFactory, EnclaveHost, HostCallback, mock_identity};
+pub use conclave_enclave::KdsCall;
+pub use host::{EnclaveFactory, EnclaveHost, HostCallback, KdsTransport, mock_identity};
 pub use relay::{LocalRelay, LocalRelayHandle};
 pub use service::{HostService, ServiceConfig, Traffic};
 

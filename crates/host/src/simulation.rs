@@ -40,8 +40,8 @@ use std::{
 use conclave_core::{
     EnclaveInstanceInfo, EnclaveReport, EnclaveSignature, Evidence, HostCommand,
     channel::{
-        CHANNEL_VERSION, ChannelError, EnclaveToHost, HostToEnclave, MeasuredIdentity, decode_body, encode_frame,
-        frame_len,
+        CHANNEL_VERSION, ChannelError, EnclaveToHost, HostToEnclave, KdsMessage, MeasuredIdentity, decode_body,
+        encode_frame, frame_len,
     },
     signature::{decode_signing_key, encode_signing_key},
 };
@@ -544,6 +544,7 @@ pub(crate) struct SimulationBackend {
     callback: Option<HostCallback>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
     sandbox: Option<String>,
+    kds: crate::host::SharedKds,
 }
 
 impl core::fmt::Debug for SimulationBackend {
@@ -556,7 +557,7 @@ impl core::fmt::Debug for SimulationBackend {
 }
 
 impl SimulationBackend {
-    pub(crate) fn new(enclave: SignedEnclave, attestation_key: SigningKey) -> Self {
+    pub(crate) fn new(enclave: SignedEnclave, attestation_key: SigningKey, kds: crate::host::SharedKds) -> Self {
         Self {
             enclave,
             attestation_key,
@@ -565,6 +566,7 @@ impl SimulationBackend {
             callback: None,
             stderr_tail: Arc::new(Mutex::new(VecDeque::new())),
             sandbox: None,
+            kds,
         }
     }
 
@@ -711,6 +713,17 @@ impl SimulationBackend {
                 EnclaveToHost::EvidenceRequest { report } => {
                     let result = self.sign_evidence(&report);
                     self.send(&HostToEnclave::EvidenceResult { result }, deadline)?;
+                }
+                EnclaveToHost::Kds { call } => {
+                    let asked = Instant::now();
+                    let call = match call {
+                        KdsMessage::Attestation => conclave_enclave::KdsCall::Attestation,
+                        KdsMessage::Deliver(mail) => conclave_enclave::KdsCall::Deliver(mail.into_vec()),
+                    };
+                    let result = crate::host::call_kds(&self.kds, call).map(ByteBuf::from);
+                    // Time spent waiting for the KDS is the host's, not the enclave's.
+                    deadline = deadline.and_then(|d| d.checked_add(asked.elapsed()));
+                    self.send(&HostToEnclave::KdsResult { result }, deadline)?;
                 }
                 other => return Err(SimulationError::Protocol(format!("unexpected message {other:?}")).into()),
             }
