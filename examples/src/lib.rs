@@ -4,11 +4,13 @@
 //! - [`auction`]: a sealed-bid second-price auction; bidders learn only the winner and the price.
 //! - [`stats`]: count, mean, minimum and maximum over numbers from at least three parties.
 //! - [`psi`]: private set intersection of two parties; each learns only the common items.
+//! - [`kds::WithKds`]: any of them, with its keys from a key derivation service.
 //!
 //! They are built and run by the tests and by `conclave demo`.
 #![deny(missing_docs)]
 
 pub mod auction;
+pub mod kds;
 mod message;
 pub mod psi;
 pub mod reverse;

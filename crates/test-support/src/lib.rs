@@ -7,6 +7,8 @@
 #![deny(missing_docs)]
 
 pub mod hostile;
+#[cfg(unix)]
+pub mod postgres;
 pub mod webhost;
 
 use std::path::{Path, PathBuf};
