@@ -73,6 +73,20 @@ pub struct HostService {
     resets: u64,
     failed_commits: u64,
     last_outcome: &'static str,
+    /// The counter of the state the enclave holds in memory: what its last
+    /// call left behind. When the store's committed state differs (a commit
+    /// failed, a call panicked, or another host sharing the store moved the
+    /// state on), the enclave is brought up to the store's state before its
+    /// next call. `u64::MAX`: unknown, always bring it up.
+    enclave_at: u64,
+}
+
+/// The counter of the last state among `commands`, if they seal any.
+fn last_state(commands: &[HostCommand]) -> Option<u64> {
+    commands.iter().rev().find_map(|c| match c {
+        HostCommand::StoreSealedState { counter, .. } => Some(*counter),
+        _ => None,
+    })
 }
 
 impl HostService {
@@ -88,6 +102,7 @@ impl HostService {
             resets: 0,
             failed_commits: 0,
             last_outcome: "NONE",
+            enclave_at: u64::MAX,
         };
         if !service.host.is_started() {
             service.start_enclave()?;
@@ -96,22 +111,72 @@ impl HostService {
     }
 
     /// Starts the enclave from what the store holds and commits its start-up
-    /// commands (the run's own state first), before anything is served.
+    /// commands (the run's own state first), before anything is served, all
+    /// under the store's call lock.
     fn start_enclave(&mut self) -> Result<(), HostError> {
-        let input = StartInput {
-            platform_secret: self.config.platform_secret,
-            sealed_state: self.store.sealed_state()?,
-            self_mail: self.store.self_mail()?,
-            persistent_map_limit: self.config.persistent_map_limit,
+        let head = self.store.begin_call()?;
+        let started = (|| {
+            let input = StartInput {
+                platform_secret: self.config.platform_secret,
+                sealed_state: self.store.sealed_state()?,
+                self_mail: self.store.self_mail()?,
+                persistent_map_limit: self.config.persistent_map_limit,
+            };
+            Ok::<_, HostError>(self.host.start_with(None, input)?)
+        })();
+        let commands = match started {
+            Ok(commands) => commands,
+            Err(error) => {
+                self.store.abort_call();
+                return Err(error);
+            }
         };
-        let commands = self.host.start_with(None, input)?;
+        let at = last_state(&commands).unwrap_or(head);
         if let Err(error) = self.commit_batch(commands, None) {
             // A run whose own state is not stored must not serve: every later
             // commit of it would be refused anyway. Try again at the next request.
             self.host.close();
             return Err(error);
         }
+        self.enclave_at = at;
         Ok(())
+    }
+
+    /// Takes the store's call lock and brings the enclave up to the
+    /// committed state if it is elsewhere (returns the commands that took,
+    /// to commit with the call). With one host, the lock is free and the
+    /// enclave is there already unless a commit failed or code panicked;
+    /// with several hosts on one database, the lock orders every call
+    /// against the shared state.
+    fn begin(&mut self) -> Result<Vec<HostCommand>, HostError> {
+        let head = self.store.begin_call()?;
+        if head == self.enclave_at {
+            return Ok(Vec::new());
+        }
+        let reset = (|| {
+            let state = self.store.sealed_state()?;
+            let self_mail = self.store.self_mail()?;
+            self.host.reset(state, self_mail)
+        })();
+        match reset {
+            Ok(commands) => {
+                self.resets += 1;
+                self.enclave_at = last_state(&commands).unwrap_or(head);
+                Ok(commands)
+            }
+            Err(error) => {
+                self.store.abort_call();
+                tracing::error!("bringing the enclave up to the committed state failed: {error}; restarting it");
+                self.restart_enclave()?;
+                // The restarted enclave holds the committed state; take the lock again.
+                let head = self.store.begin_call()?;
+                if head != self.enclave_at {
+                    self.store.abort_call();
+                    return Err(error);
+                }
+                Ok(Vec::new())
+            }
+        }
     }
 
     /// Starts the enclave if it is not running (an earlier start could not
@@ -190,8 +255,16 @@ impl HostService {
         self.ensure_started()?;
         self.record(true, correlation_id, mail.len());
         self.last_outcome = "NONE";
-        let delivered = self.host.deliver_mail(mail, Some(correlation_id)).map_err(|e| self.recover(e))?;
-        let first = self.commit(delivered.commands, Some(correlation_id))?;
+        let mut commands = self.begin()?;
+        let delivered = match self.host.deliver_mail(mail, Some(correlation_id)) {
+            Ok(delivered) => delivered,
+            Err(error) => {
+                self.store.abort_call();
+                return Err(self.recover(error));
+            }
+        };
+        commands.extend(delivered.commands);
+        let first = self.commit(commands, Some(correlation_id))?;
         self.last_outcome = delivered.outcome;
         Ok(first)
     }
@@ -199,8 +272,16 @@ impl HostService {
     /// Passes bytes to the enclave and commits what it did; returns its answer.
     pub fn call_enclave(&mut self, bytes: &[u8]) -> Result<Option<Vec<u8>>, HostError> {
         self.ensure_started()?;
-        let outcome = self.host.call_enclave(bytes).map_err(|e| self.recover(e))?;
-        self.commit(outcome.commands, None)?;
+        let mut commands = self.begin()?;
+        let outcome = match self.host.call_enclave(bytes) {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                self.store.abort_call();
+                return Err(self.recover(error));
+            }
+        };
+        commands.extend(outcome.commands);
+        self.commit(commands, None)?;
         Ok(outcome.response)
     }
 
@@ -217,47 +298,35 @@ impl HostService {
                 tracing::error!("restarting the enclave failed: {restart}");
             }
         } else if failed {
-            tracing::warn!("{error}; resetting the enclave to the last committed state");
-            self.reset_enclave();
+            // The call was undone in the enclave, but its application value
+            // may be half-updated: rebuild it in place (same keys) from the
+            // committed state before the next call.
+            tracing::warn!("{error}; the enclave will be reset to the last committed state");
+            self.enclave_at = u64::MAX;
         }
         error
     }
 
-    /// Rebuilds the enclave in place from the store (same keys, same run);
-    /// if that fails, restarts it.
-    fn reset_enclave(&mut self) {
-        let reset = self
-            .store
-            .sealed_state()
-            .and_then(|state| Ok((state, self.store.self_mail()?)))
-            .map_err(HostError::from)
-            .and_then(|(state, self_mail)| self.host.reset(state, self_mail));
-        match reset {
-            Ok(commands) => {
-                self.resets += 1;
-                if let Err(error) = self.commit_batch(commands, None) {
-                    tracing::error!("committing the reset enclave's start-up failed: {error}");
+    /// Commits one call's commands as one transaction (ending the call
+    /// lock); returns the first reply routed to `direct`. If the store
+    /// refuses, the enclave (which moved on in memory) is brought back to
+    /// the committed state in place, keeping its keys, before its next call:
+    /// the two never drift apart, and clients need not attest again.
+    fn commit(&mut self, commands: Vec<HostCommand>, direct: Option<&str>) -> Result<Option<QueuedMail>, HostError> {
+        let at = last_state(&commands);
+        match self.commit_batch(commands, direct) {
+            Ok(first) => {
+                if let Some(at) = at {
+                    self.enclave_at = at;
                 }
+                Ok(first)
             }
             Err(error) => {
-                tracing::error!("resetting the enclave failed: {error}; restarting it");
-                if let Err(restart) = self.restart_enclave() {
-                    tracing::error!("restarting the enclave failed: {restart}");
-                }
+                tracing::error!("{error}; the enclave will be reset to the last committed state");
+                self.enclave_at = u64::MAX;
+                Err(error)
             }
         }
-    }
-
-    /// Commits one call's commands as one transaction; returns the first
-    /// reply routed to `direct`.
-    fn commit(&mut self, commands: Vec<HostCommand>, direct: Option<&str>) -> Result<Option<QueuedMail>, HostError> {
-        self.commit_batch(commands, direct).inspect_err(|error| {
-            // The enclave has moved on in memory but nothing of the call was
-            // stored: put it back on the last committed state, keeping its
-            // keys, so the two cannot drift apart and clients need not re-attest.
-            tracing::error!("{error}; resetting the enclave to the last committed state");
-            self.reset_enclave();
-        })
     }
 
     fn commit_batch(
