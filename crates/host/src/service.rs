@@ -122,7 +122,7 @@ impl HostService {
                 self_mail: self.store.self_mail()?,
                 persistent_map_limit: self.config.persistent_map_limit,
             };
-            Ok::<_, HostError>(self.host.start_with(None, input)?)
+            self.host.start_with(None, input)
         })();
         let commands = match started {
             Ok(commands) => commands,
