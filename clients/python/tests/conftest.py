@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterator
+
+if TYPE_CHECKING:
+    from hosting import Host
 
 import pytest
 
@@ -35,3 +38,15 @@ def conclave() -> pathlib.Path:
     if not path.exists():
         pytest.fail(f"{path} is missing: run `cargo build -p conclave-cli` first (or set CONCLAVE_BIN)")
     return path
+
+
+@pytest.fixture
+def host(conclave: pathlib.Path, tmp_path: pathlib.Path) -> Iterator["Host"]:
+    """A running `conclave host --example reverse` with its own data directory, stopped afterwards."""
+    from hosting import Host
+
+    running = Host(conclave, tmp_path / "host-data").start()
+    try:
+        yield running
+    finally:
+        running.stop()
