@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import pathlib
 import selectors
 import shutil
 import signal
 import subprocess
 import threading
-import time
 import urllib.error
 import urllib.request
-from typing import Any, List, Optional
+from typing import Any, Optional
 
 # Generous bounds that only stop a hung test; nothing asserts how long anything took.
 START_TIMEOUT = 120.0
@@ -164,16 +162,3 @@ class LosingProxy:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-def wait_until(check: Any, what: str, timeout: float = START_TIMEOUT) -> None:
-    """Polls ``check()`` until it is true (a bound against hangs, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.05)
-
-
-def environment() -> List[str]:
-    return [f"{k}={v}" for k, v in os.environ.items() if k.startswith("CONCLAVE")]

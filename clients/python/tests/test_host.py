@@ -6,7 +6,7 @@ import json
 import os
 import pathlib
 import urllib.request
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 import pytest
 
@@ -31,7 +31,7 @@ def client_for(host: Host, state_file: pathlib.Path, relay: Optional[HttpRelay] 
     return client
 
 
-def queued(host: Host, correlation_id: str) -> List[dict]:
+def queued(host: Host, correlation_id: str) -> List[Dict[str, Any]]:
     with urllib.request.urlopen(f"{host.url}/v1/mail/{correlation_id}") as response:
         return list(json.loads(response.read())["replies"])
 

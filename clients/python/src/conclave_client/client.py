@@ -128,16 +128,30 @@ class EnclaveClient:
     # --- state -----------------------------------------------------------------
 
     @classmethod
-    def restore(cls, relay: MailRelay, state: ClientState, **kwargs: Callable[..., object]) -> "EnclaveClient":
+    def restore(
+        cls,
+        relay: MailRelay,
+        state: ClientState,
+        *,
+        now: Callable[[], int] = _system_now,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> "EnclaveClient":
         """A client continuing from saved state (its constraint is the state's)."""
         state = ClientState.from_bytes(state.to_bytes())
         constraint = EnclaveConstraint.parse(state.constraint)
-        return cls(relay, constraint, state, **kwargs)  # type: ignore[arg-type]
+        return cls(relay, constraint, state, now=now, sleep=sleep)
 
     @classmethod
-    def restore_from_file(cls, relay: MailRelay, path: str, **kwargs: Callable[..., object]) -> "EnclaveClient":
-        """A client continuing from a state file."""
-        return cls.restore(relay, ClientState.load(path), **kwargs)
+    def restore_from_file(
+        cls,
+        relay: MailRelay,
+        path: str,
+        *,
+        now: Callable[[], int] = _system_now,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> "EnclaveClient":
+        """A client continuing from a state file written by :meth:`save_to_file` (or the Rust client)."""
+        return cls.restore(relay, ClientState.load(path), now=now, sleep=sleep)
 
     def autosave_to(self, path: str) -> None:
         """Saves the state to ``path`` now, before every delivery and after every accepted reply."""
