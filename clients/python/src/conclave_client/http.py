@@ -25,7 +25,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Protocol, Tuple
 
-from .errors import RelayError
+from .errors import RelayError, rust_quote
 
 _CORRELATION_ID = re.compile(r"[A-Za-z0-9._-]{1,256}")
 #: The largest response body read (a poll returns at most the host's poll limit of replies).
@@ -81,7 +81,7 @@ class HttpRelay:
         base = base_url.rstrip("/")
         if not base.startswith("http://") or base == "http://":
             raise RelayError(
-                "INVALID_URL", f"invalid host URL {json.dumps(base_url)}: expected http://HOST:PORT (https is not built in)"
+                "INVALID_URL", f"invalid host URL {rust_quote(base_url)}: expected http://HOST:PORT (https is not built in)"
             )
         self.base_url = base
         self.timeout = timeout
