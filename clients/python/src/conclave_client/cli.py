@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 import time
-from typing import List, NoReturn, Optional, Sequence
+from typing import Any, List, NoReturn, Optional, Sequence
 
 from .client import EnclaveClient
 from .constraint import EnclaveConstraint
@@ -325,31 +325,29 @@ def parser() -> argparse.ArgumentParser:
         "other failure",
     )
     sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    raw = argparse.RawDescriptionHelpFormatter
-    url_help = "The web host, e.g. http://127.0.0.1:8080"
 
-    p = sub.add_parser(
+    def command(name: str, about: str, epilog: str, run: Any, url: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name, help=about, description=about, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
+        p.set_defaults(run=run)
+        if url:
+            p.add_argument("url", metavar="URL", help="The web host, e.g. http://127.0.0.1:8080")
+        return p
+
+    p = command(
         "attest",
-        help="Fetch a web host's attestation, print its summary and check it against a constraint",
-        description="Fetch a web host's attestation, print its summary and check it against a constraint",
-        epilog=_CLIENT_EXIT_CODES,
-        formatter_class=raw,
+        "Fetch a web host's attestation, print its summary and check it against a constraint",
+        _CLIENT_EXIT_CODES,
+        attest,
     )
-    p.add_argument("url", metavar="URL", help=url_help)
     p.add_argument(
         "--constraint", metavar="C", required=True,
         help='The constraint the enclave must satisfy, e.g. "C:<code hash> SEC:INSECURE"',
     )
-    p.set_defaults(run=attest)
-
-    p = sub.add_parser(
-        "send",
-        help="Attest a web host's enclave, send it one encrypted mail and print the reply body",
-        description="Attest a web host's enclave, send it one encrypted mail and print the reply body",
-        epilog=_SEND_HELP,
-        formatter_class=raw,
+    p = command(
+        "send", "Attest a web host's enclave, send it one encrypted mail and print the reply body", _SEND_HELP, send
     )
-    p.add_argument("url", metavar="URL", help=url_help)
     p.add_argument(
         "--constraint", metavar="C", required=True,
         help="The constraint the enclave must satisfy. An existing state file keeps the constraint it was made "
@@ -361,28 +359,19 @@ def parser() -> argparse.ArgumentParser:
         help="The topic: one conversation of this client with the enclave [default: default]",
     )
     p.add_argument("body", metavar="BODY | @FILE", help="The mail body: text, or @FILE to send a file's bytes")
-    p.set_defaults(run=send)
-
-    p = sub.add_parser(
-        "poll",
-        help="Fetch, print and acknowledge the replies waiting for a client (state from `send`)",
-        description="Fetch, print and acknowledge the replies waiting for a client (state from `send`)",
-        epilog=_POLL_HELP,
-        formatter_class=raw,
+    written = "The client state file written by `send`"
+    p = command(
+        "poll", "Fetch, print and acknowledge the replies waiting for a client (state from `send`)", _POLL_HELP, poll
     )
-    p.add_argument("url", metavar="URL", help=url_help)
-    p.add_argument("--state", metavar="FILE", required=True, help="The client state file written by `send`")
-    p.set_defaults(run=poll)
-
-    p = sub.add_parser(
+    p.add_argument("--state", metavar="FILE", required=True, help=written)
+    p = command(
         "checkpoint",
-        help="Print the enclave state a client has verified, to compare with other parties",
-        description="Print the enclave state a client has verified, to compare with other parties",
-        epilog=_CHECKPOINT_HELP,
-        formatter_class=raw,
+        "Print the enclave state a client has verified, to compare with other parties",
+        _CHECKPOINT_HELP,
+        checkpoint,
+        url=False,
     )
-    p.add_argument("--state", metavar="FILE", required=True, help="The client state file written by `send`")
-    p.set_defaults(run=checkpoint)
+    p.add_argument("--state", metavar="FILE", required=True, help=written)
     return top
 
 
