@@ -319,6 +319,10 @@ fn bad_inputs_get_documented_errors_and_the_host_keeps_serving() {
     ack(&host, "never-used", &[1]).assert_error(404, "UNKNOWN_CORRELATION_ID");
     get(&host, "/v1/mail/bad%20id").assert_error(400, "INVALID_CORRELATION_ID");
     get(&host, "/v1/mail/c1?limit=abc").assert_error(400, "BAD_REQUEST");
+    // openapi.yaml says limit >= 1: 0 is an error that names the parameter, not one reply.
+    let zero = get(&host, "/v1/mail/c1?limit=0");
+    zero.assert_error(400, "BAD_REQUEST");
+    assert!(zero.json()["message"].as_str().unwrap().contains("limit"), "{}", zero.json());
     get(&host, "/v1/nothing-here").assert_error(404, "NOT_FOUND");
     answer(agent().delete(host.url("/v1/attestation")).call()).assert_error(405, "METHOD_NOT_ALLOWED");
     answer(agent().post(host.url("/v1/mail/c1/ack")).send(&b"{\"ids\": \"x\"}"[..])).assert_error(400, "BAD_REQUEST");
@@ -362,42 +366,59 @@ fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
 }
 
 #[test]
-fn a_full_worker_queue_answers_503_with_retry_after() {
+fn a_full_worker_queue_answers_503_with_retry_after_and_reads_still_answer() {
     let (entered_tx, entered) = mpsc::channel();
     let (release, release_rx) = mpsc::channel();
     let gate = Gate { entered: entered_tx, release: release_rx };
     let service = HostService::in_memory(EnclaveHost::load_mock(gate)).unwrap();
     let config = WebConfig::default().with_queue_capacity(1).with_retry_after(Duration::from_secs(7));
     let host = TestHost::start(service, config);
-    let mut party = Party::new(&host, "t");
-    let mail = party.mail(b"slow");
+    let mut first_party = Party::new(&host, "t");
+    let mut second_party = Party::new(&host, "t");
+    let first_mail = first_party.mail(b"slow");
+    let second_mail = second_party.mail(b"queued");
 
     // The worker blocks inside the enclave with the first mail...
     let base = host.base.clone();
     let blocked = std::thread::spawn(move || {
         let request = agent().post(format!("{base}/v1/mail")).header("Correlation-ID", "slow");
-        answer(request.send(&mail[..]))
+        answer(request.send(&first_mail[..]))
     });
     entered.recv_timeout(Duration::from_secs(20)).expect("the enclave was not called");
-    // ...a second request takes the only queue slot...
+    // ...a second mail takes the only queue slot...
     let base = host.base.clone();
-    let queued = std::thread::spawn(move || answer(agent().get(format!("{base}/v1/attestation")).call()));
-    wait_for("the second request to be queued", || get(&host, "/v1/health").json()["worker_queue"] == 1);
+    let queued = std::thread::spawn(move || {
+        let request = agent().post(format!("{base}/v1/mail")).header("Correlation-ID", "queued");
+        answer(request.send(&second_mail[..]))
+    });
+    wait_for("the second mail to be queued", || get(&host, "/v1/health").json()["worker_queue"] == 1);
 
-    // ...so the third is refused at once.
-    let busy = get(&host, "/v1/attestation");
+    // ...so the third is refused at once,
+    let busy = post_mail(&host, Some("third"), &Party::new(&host, "t").mail(b"no room"));
     busy.assert_error(503, "BUSY");
     assert_eq!(busy.header("retry-after"), Some("7"));
     let metrics = String::from_utf8(get(&host, "/metrics").body).unwrap();
     assert!(metrics.contains("conclave_worker_queue_length 1"), "{metrics}");
+    assert!(metrics.contains("conclave_refused_total{cause=\"busy\"} 1"), "{metrics}");
+    // while attestation, its JSON view and health do not wait behind the mail,
+    assert_eq!(get(&host, "/v1/attestation").status, 200);
+    let json = answer(agent().get(host.url("/v1/attestation")).header("Accept", "application/json").call());
+    assert_eq!(json.status, 200);
+    // and health tells the truth about the refusal.
+    let health = get(&host, "/v1/health").json();
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["reasons"], serde_json::json!(["deliveries_refused_busy"]), "{health}");
 
     release.send(()).unwrap();
     let first = blocked.join().unwrap();
     assert_eq!(first.status, 200);
-    assert_eq!(party.open(&first.body), b"slow");
-    assert_eq!(queued.join().unwrap().status, 200);
+    assert_eq!(first_party.open(&first.body), b"slow");
+    entered.recv_timeout(Duration::from_secs(20)).expect("the queued mail was not delivered");
+    release.send(()).unwrap();
+    let second = queued.join().unwrap();
+    assert_eq!(second.status, 200);
+    assert_eq!(second_party.open(&second.body), b"queued");
     wait_for("the queue to drain", || get(&host, "/v1/health").json()["worker_queue"] == 0);
-    assert_eq!(get(&host, "/v1/attestation").status, 200);
 }
 
 #[test]
@@ -407,6 +428,7 @@ fn health_and_metrics() {
     assert_eq!(health.status, 200);
     let json = health.json();
     assert_eq!(json["status"], "ok");
+    assert_eq!(json["reasons"], serde_json::json!([]));
     assert_eq!(json["enclave"], "running");
     assert_eq!(json["stored_replies"], 0);
 
@@ -475,5 +497,5 @@ fn documented_error_statuses_match_the_code() {
         assert!(openapi.contains(&format!("- {code}\n")), "{code} missing from docs/openapi.yaml");
         rows += 1;
     }
-    assert_eq!(rows, 19, "the error table of docs/http-api.md changed size");
+    assert_eq!(rows, 21, "the error table of docs/http-api.md changed size");
 }

@@ -1,0 +1,184 @@
+//! Reading request bodies under a deadline and a shared byte budget, and
+//! refusing them early without breaking the client's upload.
+//!
+//! ```text
+//!  head read ─► Content-Length over the limit? ─► 413 before any byte is read
+//!      │
+//!      ▼ each frame as it arrives: take its size from the budget (wait for it) ─► keep
+//!      │ until the end of the body, or the deadline ─► 408 BODY_TIMEOUT, budget given back
+//!      ▼
+//!  Held { bytes, budget } ─► worker; the budget returns when the job is answered
+//! ```
+//!
+//! A body takes budget only for bytes that have arrived, so a stalled or
+//! trickling upload holds next to nothing, and nothing past its deadline;
+//! the budget bounds the memory held by bodies however many clients connect.
+
+use std::sync::Arc;
+
+use axum::{
+    body::{Body, Bytes},
+    http::{HeaderMap, header},
+};
+use http_body_util::BodyExt;
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore},
+    time::Instant,
+};
+
+use super::{WebError, metrics::Metrics};
+
+/// The budget of bytes held by request bodies, with its gauge.
+#[derive(Debug, Clone)]
+pub(crate) struct Budget {
+    permits: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+}
+
+/// A body read whole, holding its share of the budget until dropped.
+#[derive(Debug)]
+pub(crate) struct Held {
+    pub(crate) bytes: Bytes,
+    _budget: Option<OwnedSemaphorePermit>,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.metrics.body_bytes_held.dec_by(i64::try_from(self.bytes.len()).unwrap_or(i64::MAX));
+    }
+}
+
+impl Budget {
+    pub(crate) fn new(bytes: usize, metrics: Arc<Metrics>) -> Self {
+        Self { permits: Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))), metrics }
+    }
+
+    /// Reads `body` whole: at most `limit` bytes, all of it before `deadline`.
+    pub(crate) async fn read(
+        &self,
+        mut body: Body,
+        limit: usize,
+        deadline: Instant,
+        timeout_seconds: f64,
+    ) -> Result<Held, WebError> {
+        let timed_out = || {
+            self.metrics.timeout("body");
+            WebError::BodyTimeout { seconds: timeout_seconds }
+        };
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut len = 0usize;
+        let mut held: Option<OwnedSemaphorePermit> = None;
+        loop {
+            let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+                Err(_) => return Err(timed_out()),
+                Ok(None) => break,
+                Ok(Some(Err(error))) => {
+                    return Err(WebError::BadRequest(format!("cannot read the body: {error}")));
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(data) = frame.into_data() else { continue };
+            if data.is_empty() {
+                continue;
+            }
+            len = len.saturating_add(data.len());
+            if len > limit {
+                return Err(WebError::PayloadTooLarge { limit });
+            }
+            let want = u32::try_from(data.len()).unwrap_or(u32::MAX);
+            let permit = match tokio::time::timeout_at(deadline, self.permits.clone().acquire_many_owned(want)).await {
+                Err(_) => return Err(timed_out()),
+                Ok(Err(_closed)) => return Err(WebError::WorkerStopped),
+                Ok(Ok(permit)) => permit,
+            };
+            match &mut held {
+                Some(all) => all.merge(permit),
+                None => held = Some(permit),
+            }
+            self.metrics.body_bytes_held.inc_by(i64::try_from(data.len()).unwrap_or(i64::MAX));
+            chunks.push(data);
+        }
+        let bytes = match chunks.len() {
+            0 => Bytes::new(),
+            1 => chunks.pop().unwrap_or_default(),
+            _ => Bytes::from(chunks.concat()),
+        };
+        Ok(Held { bytes, _budget: held, metrics: self.metrics.clone() })
+    }
+}
+
+/// The declared length of a request body, if any.
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// Whether the client waits for `100 Continue` before sending its body.
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers.get(header::EXPECT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+}
+
+/// Disposes of the body of a request refused before its body was read, so
+/// that the client can read the refusal.
+///
+/// A client that asked for `100 Continue` has not sent its body: dropping it
+/// tells hyper not to invite it. Any other client is sending right now; if
+/// the server closed the socket with its bytes unread, the kernel would
+/// answer with a reset that can destroy the refusal before the client reads
+/// it (a "broken pipe" instead of a 503). So a body of up to `drain_limit`
+/// declared bytes is read and thrown away in the background, within the body
+/// deadline; anything larger or undeclared is dropped (the connection closes).
+pub(crate) fn discard(body: Body, headers: &HeaderMap, drain_limit: usize, deadline: Instant) {
+    if expects_continue(headers) {
+        return;
+    }
+    let Some(declared) = content_length(headers) else { return };
+    if declared == 0 || declared > drain_limit as u64 {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut body = body;
+        let _ = tokio::time::timeout_at(deadline, async { while let Some(Ok(_frame)) = body.frame().await {} }).await;
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget(bytes: usize) -> Budget {
+        Budget::new(bytes, Arc::new(Metrics::new()))
+    }
+
+    fn far() -> Instant {
+        Instant::now() + std::time::Duration::from_secs(3600)
+    }
+
+    #[tokio::test]
+    async fn a_body_takes_budget_for_its_bytes_and_gives_it_back() {
+        let budget = budget(100);
+        let held = budget.read(Body::from(vec![1u8; 60]), 80, far(), 1.0).await.unwrap();
+        assert_eq!(held.bytes.len(), 60);
+        assert_eq!(budget.permits.available_permits(), 40);
+        drop(held);
+        assert_eq!(budget.permits.available_permits(), 100);
+    }
+
+    #[tokio::test]
+    async fn over_the_limit_is_refused() {
+        let error = budget(1000).read(Body::from(vec![1u8; 81]), 80, far(), 1.0).await.unwrap_err();
+        assert!(matches!(error, WebError::PayloadTooLarge { limit: 80 }), "{error}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_waiting_for_budget_times_out_and_holds_nothing() {
+        let budget = budget(100);
+        let first = budget.read(Body::from(vec![1u8; 80]), 100, far(), 1.0).await.unwrap();
+        let deadline = Instant::now() + std::time::Duration::from_secs(2);
+        let error = budget.read(Body::from(vec![1u8; 50]), 100, deadline, 2.0).await.unwrap_err();
+        assert!(matches!(error, WebError::BodyTimeout { .. }), "{error}");
+        assert_eq!(budget.permits.available_permits(), 20);
+        drop(first);
+        assert_eq!(budget.permits.available_permits(), 100);
+    }
+}
