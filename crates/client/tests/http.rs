@@ -1,6 +1,6 @@
 //! EnclaveClient over HttpRelay against a real web host on port 0.
 
-use std::{net::SocketAddr, sync::mpsc, thread::JoinHandle, time::Duration};
+use std::time::Duration;
 
 use conclave_client::{EnclaveClient, HttpRelay};
 use conclave_core::{EnclaveConstraint, MailRelay};
@@ -8,50 +8,19 @@ use conclave_examples::{
     reverse::ReverseEnclave,
     stats::{self, StatsEnclave},
 };
-use conclave_host::{
-    EnclaveHost, HostError, HostService, mock_identity,
-    web::{WebConfig, run},
-};
+use conclave_host::{EnclaveHost, HostService, mock_identity, web::WebConfig};
+use conclave_test_support::web::WebHost;
 
-/// A web host serving in a background thread with its own tokio runtime.
-struct TestHost {
-    base: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<Result<(), HostError>>>,
-}
+/// A web host on port 0 with the default configuration.
+struct TestHost(WebHost);
 
 impl TestHost {
     fn start(service: HostService) -> Self {
-        let (addr_tx, addr_rx) = mpsc::channel::<SocketAddr>();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                run(listener, service, WebConfig::default(), async {
-                    let _ = stopped.await;
-                })
-                .await
-            })
-        });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).expect("the web host did not bind");
-        Self { base: format!("http://{addr}"), stop: Some(stop), thread: Some(thread) }
+        Self(WebHost::start(service, WebConfig::default()))
     }
 
     fn relay(&self) -> HttpRelay {
-        HttpRelay::new(&self.base).unwrap()
-    }
-}
-
-impl Drop for TestHost {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        HttpRelay::new(&self.0.base).unwrap()
     }
 }
 

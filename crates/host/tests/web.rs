@@ -2,177 +2,19 @@
 //! acknowledgement, every documented error, back-pressure, health, metrics
 //! and a durable store across host restarts.
 
-use std::{
-    net::SocketAddr,
-    sync::mpsc,
-    thread::JoinHandle,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
-use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
-use conclave_core::{EnclaveInstanceInfo, PostOffice, PrivateKey, PublicKey, StateFrame};
+use conclave_core::EnclaveInstanceInfo;
 use conclave_enclave::{Enclave, EnclaveContext, EnclaveError, EnclaveMail};
 use conclave_examples::reverse::ReverseEnclave;
-use conclave_host::{
-    EnclaveHost, HostError, HostService, ServiceConfig, mock_identity,
-    store::Store,
-    web::{WebConfig, run},
+use conclave_host::{EnclaveHost, HostService, ServiceConfig, mock_identity, store::Store, web::WebConfig};
+use conclave_test_support::web::{
+    Gate, Party, WebHost as TestHost, ack, agent, answer, get, poll, post_mail, wait_for,
 };
 use rand_core::OsRng;
-use serde_json::Value;
-
-/// A web host serving in a background thread with its own tokio runtime.
-struct TestHost {
-    base: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<Result<(), HostError>>>,
-}
-
-impl TestHost {
-    fn start(service: HostService, config: WebConfig) -> Self {
-        let (addr_tx, addr_rx) = mpsc::channel::<SocketAddr>();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                run(listener, service, config, async {
-                    let _ = stopped.await;
-                })
-                .await
-            })
-        });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).expect("the web host did not bind");
-        Self { base: format!("http://{addr}"), stop: Some(stop), thread: Some(thread) }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// Stops the host and waits for `run` to return.
-    fn stop(mut self) -> Result<(), HostError> {
-        self.stop.take().unwrap().send(()).unwrap();
-        self.thread.take().unwrap().join().unwrap()
-    }
-}
-
-impl Drop for TestHost {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
 
 fn reverse_service() -> HostService {
     HostService::in_memory(EnclaveHost::load_mock_restartable::<ReverseEnclave>()).unwrap()
-}
-
-/// A response read whole.
-struct Answer {
-    status: u16,
-    headers: ureq::http::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|v| v.to_str().unwrap())
-    }
-
-    /// Asserts a JSON error with this status and code.
-    fn assert_error(&self, status: u16, code: &str) {
-        assert_eq!(self.status, status, "body: {}", String::from_utf8_lossy(&self.body));
-        assert!(self.header("content-type").unwrap().starts_with("application/json"));
-        let json = self.json();
-        assert_eq!(json["error"], code, "{json}");
-        assert!(!json["message"].as_str().unwrap().is_empty(), "{json}");
-    }
-}
-
-fn answer(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
-    let mut response = result.expect("HTTP request failed");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.body_mut().with_config().limit(64 * 1024 * 1024).read_to_vec().unwrap();
-    Answer { status, headers, body }
-}
-
-fn get(host: &TestHost, path: &str) -> Answer {
-    answer(agent().get(host.url(path)).call())
-}
-
-fn post_mail(host: &TestHost, correlation_id: Option<&str>, body: &[u8]) -> Answer {
-    let mut request = agent().post(host.url("/v1/mail")).header("content-type", "application/octet-stream");
-    if let Some(id) = correlation_id {
-        request = request.header("Correlation-ID", id);
-    }
-    answer(request.send(body))
-}
-
-fn ack(host: &TestHost, correlation_id: &str, ids: &[u64]) -> Answer {
-    let body = serde_json::json!({ "ids": ids }).to_string();
-    answer(
-        agent()
-            .post(host.url(&format!("/v1/mail/{correlation_id}/ack")))
-            .header("content-type", "application/json")
-            .send(body.as_bytes()),
-    )
-}
-
-/// Polls and decodes `{"replies": [{"id", "mail"}]}`.
-fn poll(host: &TestHost, correlation_id: &str) -> Vec<(u64, Vec<u8>)> {
-    let answer = get(host, &format!("/v1/mail/{correlation_id}"));
-    assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
-    answer.json()["replies"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| (r["id"].as_u64().unwrap(), BASE64.decode(r["mail"].as_str().unwrap()).unwrap()))
-        .collect()
-}
-
-/// A sender: a key and a post office to the host's enclave.
-struct Party {
-    post_office: PostOffice,
-}
-
-impl Party {
-    fn new(host: &TestHost, topic: &str) -> Self {
-        let info = get(host, "/v1/attestation");
-        assert_eq!(info.status, 200);
-        let enclave_key: PublicKey = *EnclaveInstanceInfo::decode(&info.body).unwrap().encryption_key();
-        Self { post_office: PostOffice::new(PrivateKey::generate(&mut OsRng), enclave_key, topic).unwrap() }
-    }
-
-    fn mail(&mut self, body: &[u8]) -> Vec<u8> {
-        self.post_office.encrypt_mail(body, &mut OsRng).unwrap()
-    }
-
-    /// Decrypts a reply and strips its state frame.
-    fn open(&self, reply: &[u8]) -> Vec<u8> {
-        let mail = self.post_office.decrypt_mail(reply).unwrap();
-        assert_eq!(&mail.sender, self.post_office.destination(), "reply not from the enclave");
-        StateFrame::unwrap(&mail.body).unwrap().1.to_vec()
-    }
 }
 
 fn assert_still_serving(host: &TestHost) {
@@ -338,38 +180,9 @@ fn bad_inputs_get_documented_errors_and_the_host_keeps_serving() {
     }
 }
 
-/// An enclave whose every mail waits until the test releases it.
-struct Gate {
-    entered: mpsc::Sender<()>,
-    release: mpsc::Receiver<()>,
-}
-
-impl Enclave for Gate {
-    fn receive_mail(
-        &mut self,
-        ctx: &mut EnclaveContext<'_>,
-        mail: EnclaveMail,
-        hint: Option<&str>,
-    ) -> Result<(), EnclaveError> {
-        self.entered.send(()).unwrap();
-        self.release.recv().unwrap();
-        ctx.reply(&mail, &mail.body, hint)
-    }
-}
-
-fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn a_full_worker_queue_answers_503_with_retry_after_and_reads_still_answer() {
-    let (entered_tx, entered) = mpsc::channel();
-    let (release, release_rx) = mpsc::channel();
-    let gate = Gate { entered: entered_tx, release: release_rx };
+    let (gate, entered, release) = Gate::new();
     let service = HostService::in_memory(EnclaveHost::load_mock(gate)).unwrap();
     let config = WebConfig::default().with_queue_capacity(1).with_retry_after(Duration::from_secs(7));
     let host = TestHost::start(service, config);

@@ -6,6 +6,8 @@
 //! (simulation mode).
 #![deny(missing_docs)]
 
+pub mod web;
+
 use std::path::{Path, PathBuf};
 
 use conclave_core::{EnclaveSignature, signature::code_hash};

@@ -39,13 +39,15 @@ pub(crate) struct Budget {
 #[derive(Debug)]
 pub(crate) struct Held {
     pub(crate) bytes: Bytes,
-    _budget: Option<OwnedSemaphorePermit>,
+    budget: Option<OwnedSemaphorePermit>,
+    /// Bytes counted in the gauge (and taken from the budget).
+    counted: usize,
     metrics: Arc<Metrics>,
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.metrics.body_bytes_held.dec_by(i64::try_from(self.bytes.len()).unwrap_or(i64::MAX));
+        self.metrics.body_bytes_held.dec_by(i64::try_from(self.counted).unwrap_or(i64::MAX));
     }
 }
 
@@ -67,8 +69,8 @@ impl Budget {
             WebError::BodyTimeout { seconds: timeout_seconds }
         };
         let mut chunks: Vec<Bytes> = Vec::new();
-        let mut len = 0usize;
-        let mut held: Option<OwnedSemaphorePermit> = None;
+        // Gives back its budget and gauge however the read ends.
+        let mut held = Held { bytes: Bytes::new(), budget: None, counted: 0, metrics: self.metrics.clone() };
         loop {
             let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
                 Err(_) => return Err(timed_out()),
@@ -82,8 +84,7 @@ impl Budget {
             if data.is_empty() {
                 continue;
             }
-            len = len.saturating_add(data.len());
-            if len > limit {
+            if held.counted.saturating_add(data.len()) > limit {
                 return Err(WebError::PayloadTooLarge { limit });
             }
             let want = u32::try_from(data.len()).unwrap_or(u32::MAX);
@@ -92,19 +93,20 @@ impl Budget {
                 Ok(Err(_closed)) => return Err(WebError::WorkerStopped),
                 Ok(Ok(permit)) => permit,
             };
-            match &mut held {
+            match &mut held.budget {
                 Some(all) => all.merge(permit),
-                None => held = Some(permit),
+                None => held.budget = Some(permit),
             }
+            held.counted += data.len();
             self.metrics.body_bytes_held.inc_by(i64::try_from(data.len()).unwrap_or(i64::MAX));
             chunks.push(data);
         }
-        let bytes = match chunks.len() {
+        held.bytes = match chunks.len() {
             0 => Bytes::new(),
             1 => chunks.pop().unwrap_or_default(),
             _ => Bytes::from(chunks.concat()),
         };
-        Ok(Held { bytes, _budget: held, metrics: self.metrics.clone() })
+        Ok(held)
     }
 }
 
