@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use conclave_client::{EnclaveClient, HttpRelay};
+use conclave_client::{EnclaveClient, HttpRelay, HttpRelayOptions};
 use conclave_core::{EnclaveConstraint, MailRelay};
 use conclave_examples::{
     reverse::ReverseEnclave,
@@ -106,4 +106,54 @@ fn an_unreachable_host_is_unreachable() {
     assert_eq!(error.code, HttpRelay::UNREACHABLE, "{error}");
     let mut client = EnclaveClient::new(relay, constraint_for::<ReverseEnclave>());
     assert!(client.start().is_err());
+}
+
+#[test]
+fn https_with_a_trusted_self_signed_certificate_and_not_without() {
+    let cert = conclave_test_support::web::self_signed_localhost();
+    let tls = conclave_host::web::TlsConfig::from_pem(cert.chain_pem.as_bytes(), cert.key_pem.as_bytes()).unwrap();
+    let service = HostService::in_memory(EnclaveHost::load_mock_restartable::<ReverseEnclave>()).unwrap();
+    let host = WebHost::start(service, WebConfig::default().with_tls(tls));
+    assert!(host.base.starts_with("https://"));
+
+    let options = HttpRelayOptions::default().trust_ca_pem(cert.trust_pem.as_bytes()).unwrap();
+    let relay = HttpRelay::with_options(&host.base, options).unwrap();
+    let mut client = EnclaveClient::new(relay, constraint_for::<ReverseEnclave>());
+    client.start().unwrap();
+    assert_eq!(client.send_mail("t", b"over tls").unwrap().unwrap().body, b"slt revo");
+
+    // Without the certificate, the web roots do not vouch for this host.
+    let error = HttpRelay::new(&host.base).unwrap().attestation().unwrap_err();
+    assert_eq!(error.code, HttpRelay::UNREACHABLE, "{error}");
+    assert!(error.message.to_lowercase().contains("certificate"), "{}", error.message);
+}
+
+#[test]
+fn a_3_mib_mail_refused_as_busy_arrives_as_busy_not_as_a_broken_pipe() {
+    use conclave_test_support::web::{Gate, Party, agent, answer, get, wait_for};
+    let (gate, entered, release) = Gate::new();
+    let service = HostService::in_memory(EnclaveHost::load_mock(gate)).unwrap();
+    let host = WebHost::start(service, WebConfig::default().with_queue_capacity(1));
+    let (mut first, mut second) = (Party::new(&host, "t"), Party::new(&host, "t"));
+    let (first_mail, second_mail) = (first.mail(b"blocks"), second.mail(b"waits"));
+    let base = host.base.clone();
+    let blocked = std::thread::spawn(move || {
+        answer(agent().post(format!("{base}/v1/mail")).header("Correlation-ID", "a").send(&first_mail[..])).status
+    });
+    entered.recv_timeout(Duration::from_secs(20)).unwrap();
+    let base = host.base.clone();
+    let queued = std::thread::spawn(move || {
+        answer(agent().post(format!("{base}/v1/mail")).header("Correlation-ID", "b").send(&second_mail[..])).status
+    });
+    wait_for("a full queue", || get(&host, "/v1/health").json()["worker_queue"] == 1);
+
+    // HttpRelay sends `Expect: 100-continue` for a mail this large: the host
+    // refuses from the head, and the body is never sent.
+    let mut relay = HttpRelay::new(&host.base).unwrap();
+    let error = relay.deliver("big", &vec![0x42; 3 * 1024 * 1024]).unwrap_err();
+    assert_eq!(error.code, "BUSY", "{error}");
+
+    release.send(()).unwrap();
+    release.send(()).unwrap();
+    assert_eq!((blocked.join().unwrap(), queued.join().unwrap()), (200, 200));
 }
