@@ -519,6 +519,50 @@ impl Store {
             .map_err(self.error("pruning idle correlation ids"))
     }
 
+    /// Like [`replies`](Self::replies), but stops before the reply that would
+    /// take the total past `max_bytes` (always returning the first one, so a
+    /// large reply is never stuck), so one poll cannot load a whole queue of
+    /// large replies into memory.
+    pub fn replies_within(
+        &self,
+        correlation_id: &str,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<QueuedMail>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT id, length(bytes) FROM replies WHERE correlation_id = ?1 ORDER BY id LIMIT ?2")
+            .map_err(self.error("reading replies"))?;
+        let sizes = statement
+            .query_map(params![correlation_id, limit], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)))
+            .map_err(self.error("reading replies"))?;
+        let mut wanted = Vec::new();
+        let mut total = 0usize;
+        for row in sizes {
+            let (id, len) = row.map_err(self.error("reading replies"))?;
+            total = total.saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
+            if !wanted.is_empty() && total > max_bytes {
+                break;
+            }
+            wanted.push(id);
+        }
+        let mut read = self
+            .connection
+            .prepare_cached("SELECT bytes FROM replies WHERE id = ?1")
+            .map_err(self.error("reading replies"))?;
+        let mut replies = Vec::with_capacity(wanted.len());
+        for id in wanted {
+            // A reply acknowledged between the two reads is simply gone.
+            if let Some(bytes) =
+                read.query_row([id], |row| row.get(0)).optional().map_err(self.error("reading replies"))?
+            {
+                replies.push(QueuedMail { id: row_id(id, &self.path)?, bytes });
+            }
+        }
+        Ok(replies)
+    }
+
     /// How many correlation ids the store knows.
     pub fn correlation_id_count(&self) -> Result<u64, StoreError> {
         let count: i64 = self
@@ -538,6 +582,16 @@ impl StoreReader {
     /// As [`Store::replies`].
     pub fn replies(&self, correlation_id: &str, limit: usize) -> Result<Vec<QueuedMail>, StoreError> {
         self.0.replies(correlation_id, limit)
+    }
+
+    /// As [`Store::replies_within`].
+    pub fn replies_within(
+        &self,
+        correlation_id: &str,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<QueuedMail>, StoreError> {
+        self.0.replies_within(correlation_id, limit, max_bytes)
     }
 
     /// As [`Store::acknowledge`].

@@ -373,3 +373,26 @@ fn health_returns_to_ok_once_the_window_has_passed() {
     assert_eq!((blocked.join().unwrap(), queued.join().unwrap()), (200, 200));
     wait_for("health to recover", || get(&host, "/v1/health").json()["status"] == "ok");
 }
+
+#[test]
+fn a_poll_answer_is_bounded_in_bytes_and_the_rest_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = on_disk(EnclaveHost::load_mock_restartable::<ReverseEnclave>(), &dir);
+    let host = WebHost::start(service, WebConfig::default().with_poll_max_bytes(120_000));
+    let mut party = Party::new(&host, "t");
+    for _ in 0..5 {
+        assert_eq!(post_mail(&host, Some("big"), &party.mail(&[7u8; 50_000])).status, 200);
+    }
+    let mut seen = 0;
+    while seen < 5 {
+        let batch = poll(&host, "big");
+        let bytes: usize = batch.iter().map(|(_, mail)| mail.len()).sum();
+        assert!(!batch.is_empty() && batch.len() < 5, "{} replies in one poll", batch.len());
+        assert!(batch.len() == 1 || bytes <= 120_000, "{bytes} bytes in one poll");
+        seen += batch.len();
+        let ids: Vec<u64> = batch.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ack(&host, "big", &ids).json()["deleted"], ids.len());
+    }
+    assert!(poll(&host, "big").is_empty());
+    wait_for("the poll answers' budget to be given back", || metric(&host, "conclave_body_bytes_held") == 0);
+}

@@ -257,12 +257,18 @@ async fn poll(
         Some(limit) => limit.min(most),
     };
     let replies = match &state.readers {
-        Some(readers) => readers.poll(correlation_id, limit).await?,
+        Some(readers) => readers.poll(correlation_id, limit, state.config.poll_max_bytes).await?,
         None => state.worker.call(|reply| Job::Poll { correlation_id, limit, reply }).await?,
     };
     let replies: Vec<_> =
         replies.into_iter().map(|r| serde_json::json!({ "id": r.id, "mail": BASE64.encode(&r.bytes) })).collect();
-    Ok(Json(serde_json::json!({ "replies": replies })).into_response())
+    let json = serde_json::to_vec(&serde_json::json!({ "replies": replies }))
+        .map_err(|e| WebError::BadRequest(format!("cannot encode the replies: {e}")))?;
+    drop(replies);
+    // A poll answer can be large: it takes budget like a request body until sent.
+    let deadline = tokio::time::Instant::now() + state.config.retry_after.max(std::time::Duration::from_secs(1));
+    let body = state.budget.hold_response(json.into(), deadline).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 #[derive(Debug, Deserialize)]

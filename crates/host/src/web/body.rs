@@ -32,6 +32,7 @@ use super::{WebError, metrics::Metrics};
 #[derive(Debug, Clone)]
 pub(crate) struct Budget {
     permits: Arc<Semaphore>,
+    total: usize,
     metrics: Arc<Metrics>,
 }
 
@@ -53,7 +54,8 @@ impl Drop for Held {
 
 impl Budget {
     pub(crate) fn new(bytes: usize, metrics: Arc<Metrics>) -> Self {
-        Self { permits: Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))), metrics }
+        let total = bytes.min(Semaphore::MAX_PERMITS).min(u32::MAX as usize);
+        Self { permits: Arc::new(Semaphore::new(total)), total, metrics }
     }
 
     /// Reads `body` whole: at most `limit` bytes, all of it before `deadline`.
@@ -107,6 +109,28 @@ impl Budget {
             _ => Bytes::from(chunks.concat()),
         };
         Ok(held)
+    }
+}
+
+impl Budget {
+    /// A response body that holds its size in budget until it is sent (or
+    /// the connection drops it), so large poll answers count against the
+    /// same bound as request bodies. Waits for budget until `deadline`.
+    pub(crate) async fn hold_response(&self, bytes: Bytes, deadline: Instant) -> Result<Body, WebError> {
+        let want = bytes.len().min(self.total).max(1);
+        let want = u32::try_from(want).unwrap_or(u32::MAX);
+        let permit = tokio::time::timeout_at(deadline, self.permits.clone().acquire_many_owned(want))
+            .await
+            .map_err(|_| WebError::Busy)?
+            .map_err(|_| WebError::WorkerStopped)?;
+        let len = bytes.len();
+        self.metrics.body_bytes_held.inc_by(i64::try_from(len).unwrap_or(i64::MAX));
+        let release = Held { bytes: Bytes::new(), budget: Some(permit), counted: len, metrics: self.metrics.clone() };
+        // The closure owns the budget: it is given back when the body is dropped.
+        Ok(Body::new(http_body_util::Full::new(bytes).map_frame(move |frame| {
+            let _held = &release;
+            frame
+        })))
     }
 }
 

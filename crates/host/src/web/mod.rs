@@ -70,6 +70,8 @@ pub struct WebConfig {
     pub retry_after: Duration,
     /// The most replies one poll returns.
     pub poll_limit: usize,
+    /// About the most reply bytes one poll returns (always at least one reply).
+    pub poll_max_bytes: usize,
     /// How long a connection may take to send a complete request head: from
     /// its opening, or from the first byte of a later request on it (the TLS
     /// handshake counts). Beyond it the connection is closed.
@@ -105,7 +107,7 @@ pub struct WebConfig {
 
 impl Default for WebConfig {
     /// 4 MiB mails, 64 KiB acknowledgements, 64 waiting mails, retry after 1 s,
-    /// 100 replies per poll, 10 s for a request head, 30 s for a body, 60 s
+    /// 100 replies or 8 MiB per poll, 10 s for a request head, 30 s for a body, 60 s
     /// idle, 4,096 connections, a 64 MiB body budget, 100,000 stored replies,
     /// ids forgotten after 30 idle days (checked hourly), health degraded for
     /// 30 s after a refusal, 4 reader connections, plain HTTP on loopback only.
@@ -116,6 +118,7 @@ impl Default for WebConfig {
             queue_capacity: 64,
             retry_after: Duration::from_secs(1),
             poll_limit: 100,
+            poll_max_bytes: 8 * 1024 * 1024,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
@@ -160,6 +163,12 @@ impl WebConfig {
     /// Sets the most replies one poll returns (at least 1).
     pub fn with_poll_limit(mut self, limit: usize) -> Self {
         self.poll_limit = limit.max(1);
+        self
+    }
+
+    /// Sets about the most reply bytes one poll returns (always at least one reply).
+    pub fn with_poll_max_bytes(mut self, bytes: usize) -> Self {
+        self.poll_max_bytes = bytes;
         self
     }
 

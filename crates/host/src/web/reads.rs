@@ -78,17 +78,19 @@ impl Readers {
         }
     }
 
-    /// Replies queued for `correlation_id` (404 for an id never seen).
+    /// Replies queued for `correlation_id`, at most `limit` and about
+    /// `max_bytes` (404 for an id never seen).
     pub(crate) async fn poll(
         self: &Arc<Self>,
         correlation_id: String,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<Vec<QueuedMail>, HostError> {
         self.with(move |reader| {
             if !reader.has_correlation_id(&correlation_id)? {
                 return Err(HostError::UnknownCorrelationId(correlation_id));
             }
-            Ok(reader.replies(&correlation_id, limit)?)
+            Ok(reader.replies_within(&correlation_id, limit, max_bytes)?)
         })
         .await
     }
