@@ -529,6 +529,8 @@ async fn mixed_client(addr: SocketAddr, id: usize, body_bytes: usize, until: Ins
     let mut pending: Option<Vec<u8>> = None;
     let mut sender: Option<Sender> = None;
     let mut body = vec![0u8; body_bytes];
+    // The id is unknown to the host (404) until a first mail is delivered under it.
+    let mut known = false;
     while Instant::now() < until {
         let connection = match &mut sender {
             Some(sender) if !sender.is_closed() => sender,
@@ -576,7 +578,7 @@ async fn mixed_client(addr: SocketAddr, id: usize, body_bytes: usize, until: Ins
             Ok((status, retry, _)) => {
                 note(&tally, "mail", outcome(status, retry));
                 match status {
-                    200 | 204 => {}
+                    200 | 204 => known = true,
                     429 | 503 => {
                         pending = Some(mail);
                         back_off = Some(Duration::from_secs(1));
@@ -592,6 +594,12 @@ async fn mixed_client(addr: SocketAddr, id: usize, body_bytes: usize, until: Ins
             }
         }
         // Poll (which also finds the direct reply), then acknowledge what it found.
+        if !known {
+            if let Some(wait) = back_off {
+                tokio::time::sleep(wait).await;
+            }
+            continue;
+        }
         let poll_path = format!("/v1/mail/{correlation_id}");
         match request(connection, "GET", &poll_path, &[], Bytes::new()).await {
             Ok((status, retry, bytes)) => {

@@ -38,6 +38,7 @@ mod api;
 mod body;
 mod error;
 mod health;
+mod memory;
 mod metrics;
 mod reads;
 mod server;
@@ -99,6 +100,9 @@ pub struct WebConfig {
     pub health_window: Duration,
     /// Database connections serving polls and acknowledgements beside the worker.
     pub reader_connections: usize,
+    /// How often freed memory is given back to the system while connections
+    /// come and go (glibc only; zero never).
+    pub memory_trim_interval: Duration,
     /// TLS for every connection; `None` serves plain HTTP.
     pub tls: Option<TlsConfig>,
     /// Allows plain HTTP on an address that is not loopback.
@@ -110,7 +114,8 @@ impl Default for WebConfig {
     /// 100 replies or 8 MiB per poll, 10 s for a request head, 30 s for a body, 60 s
     /// idle, 4,096 connections, a 64 MiB body budget, 100,000 stored replies,
     /// ids forgotten after 30 idle days (checked hourly), health degraded for
-    /// 30 s after a refusal, 4 reader connections, plain HTTP on loopback only.
+    /// 30 s after a refusal, 4 reader connections, freed memory returned every
+    /// 10 s of connection churn, plain HTTP on loopback only.
     fn default() -> Self {
         Self {
             max_body_bytes: 4 * 1024 * 1024,
@@ -129,6 +134,7 @@ impl Default for WebConfig {
             prune_interval: Duration::from_secs(3600),
             health_window: Duration::from_secs(30),
             reader_connections: 4,
+            memory_trim_interval: Duration::from_secs(10),
             tls: None,
             insecure_http: false,
         }

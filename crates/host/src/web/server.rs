@@ -38,7 +38,11 @@ use tokio::{
 };
 use tower::ServiceExt;
 
-use super::{WebError, api::AppState};
+use super::{
+    WebError,
+    api::AppState,
+    memory::{Churn, trim_periodically},
+};
 
 /// Where a connection is in its life, for the watchdog.
 #[derive(Debug, Clone, Copy)]
@@ -211,6 +215,8 @@ pub(crate) async fn serve(
     let connections = Arc::new(Semaphore::new(cap as usize));
     let tls = config.tls.as_ref().map(|tls| tokio_rustls::TlsAcceptor::from(tls.server.clone()));
     let (stop, stopped) = watch::channel(false);
+    let churn = Arc::new(Churn::default());
+    tokio::spawn(trim_periodically(churn.clone(), config.memory_trim_interval, stopped.clone()));
     let started = std::time::Instant::now();
     let refused_log = Throttle::default();
     let mut shutdown = pin!(shutdown);
@@ -248,13 +254,16 @@ pub(crate) async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        churn.note();
         state.metrics.connections_accepted.inc();
         let open = state.signals.connections_open.fetch_add(1, Ordering::Relaxed) + 1;
         state.metrics.connections_open.set(i64::try_from(open).unwrap_or(i64::MAX));
         tracing::debug!(%peer, open, "connection accepted");
-        let (app, state, tls, stopped) = (app.clone(), state.clone(), tls.clone(), stopped.clone());
+        let (app, state, tls, stopped, churn) =
+            (app.clone(), state.clone(), tls.clone(), stopped.clone(), churn.clone());
         tokio::spawn(async move {
             connection(stream, tls, app, &state, stopped).await;
+            churn.note();
             let open = state.signals.connections_open.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
             state.metrics.connections_open.set(i64::try_from(open).unwrap_or(i64::MAX));
             tracing::debug!(%peer, open, "connection closed");
