@@ -75,7 +75,7 @@ impl AppState {
             return Err(WebError::PayloadTooLarge { limit }.into());
         }
         let seconds = self.config.body_timeout.as_secs_f64();
-        Ok(self.budget.read(body, limit, deadline, seconds).await?)
+        Ok(self.budget.read(body, body::content_length(headers), limit, deadline, seconds).await?)
     }
 }
 

@@ -59,9 +59,16 @@ impl Budget {
     }
 
     /// Reads `body` whole: at most `limit` bytes, all of it before `deadline`.
+    ///
+    /// The bytes are copied into one buffer as they arrive, and the budget
+    /// is taken for that buffer's capacity: keeping hyper's frames instead
+    /// would let a body sent one byte at a time pin a whole read buffer per
+    /// byte, far more memory than the budget counts. The buffer grows by
+    /// doubling, never past the declared length.
     pub(crate) async fn read(
         &self,
         mut body: Body,
+        declared: Option<u64>,
         limit: usize,
         deadline: Instant,
         timeout_seconds: f64,
@@ -70,7 +77,8 @@ impl Budget {
             self.metrics.timeout("body");
             WebError::BodyTimeout { seconds: timeout_seconds }
         };
-        let mut chunks: Vec<Bytes> = Vec::new();
+        let ceiling = declared.and_then(|d| usize::try_from(d).ok()).unwrap_or(limit).min(limit);
+        let mut buffer: Vec<u8> = Vec::new();
         // Gives back its budget and gauge however the read ends.
         let mut held = Held { bytes: Bytes::new(), budget: None, counted: 0, metrics: self.metrics.clone() };
         loop {
@@ -86,28 +94,32 @@ impl Budget {
             if data.is_empty() {
                 continue;
             }
-            if held.counted.saturating_add(data.len()) > limit {
+            let needed = buffer.len().saturating_add(data.len());
+            if needed > limit {
                 return Err(WebError::PayloadTooLarge { limit });
             }
-            let want = u32::try_from(data.len()).unwrap_or(u32::MAX);
-            let permit = match tokio::time::timeout_at(deadline, self.permits.clone().acquire_many_owned(want)).await {
-                Err(_) => return Err(timed_out()),
-                Ok(Err(_closed)) => return Err(WebError::WorkerStopped),
-                Ok(Ok(permit)) => permit,
-            };
-            match &mut held.budget {
-                Some(all) => all.merge(permit),
-                None => held.budget = Some(permit),
+            if needed > held.counted {
+                // Grow to the next capacity, paid for from the budget first.
+                let capacity = needed.max(held.counted.saturating_mul(2)).max(1024).min(ceiling.max(needed));
+                let more = capacity - held.counted;
+                let want = u32::try_from(more).unwrap_or(u32::MAX);
+                let permit =
+                    match tokio::time::timeout_at(deadline, self.permits.clone().acquire_many_owned(want)).await {
+                        Err(_) => return Err(timed_out()),
+                        Ok(Err(_closed)) => return Err(WebError::WorkerStopped),
+                        Ok(Ok(permit)) => permit,
+                    };
+                match &mut held.budget {
+                    Some(all) => all.merge(permit),
+                    None => held.budget = Some(permit),
+                }
+                held.counted = capacity;
+                self.metrics.body_bytes_held.inc_by(i64::try_from(more).unwrap_or(i64::MAX));
+                buffer.reserve_exact(capacity - buffer.len());
             }
-            held.counted += data.len();
-            self.metrics.body_bytes_held.inc_by(i64::try_from(data.len()).unwrap_or(i64::MAX));
-            chunks.push(data);
+            buffer.extend_from_slice(&data);
         }
-        held.bytes = match chunks.len() {
-            0 => Bytes::new(),
-            1 => chunks.pop().unwrap_or_default(),
-            _ => Bytes::from(chunks.concat()),
-        };
+        held.bytes = Bytes::from(buffer);
         Ok(held)
     }
 }
@@ -183,7 +195,7 @@ mod tests {
     #[tokio::test]
     async fn a_body_takes_budget_for_its_bytes_and_gives_it_back() {
         let budget = budget(100);
-        let held = budget.read(Body::from(vec![1u8; 60]), 80, far(), 1.0).await.unwrap();
+        let held = budget.read(Body::from(vec![1u8; 60]), Some(60), 80, far(), 1.0).await.unwrap();
         assert_eq!(held.bytes.len(), 60);
         assert_eq!(budget.permits.available_permits(), 40);
         drop(held);
@@ -192,16 +204,16 @@ mod tests {
 
     #[tokio::test]
     async fn over_the_limit_is_refused() {
-        let error = budget(1000).read(Body::from(vec![1u8; 81]), 80, far(), 1.0).await.unwrap_err();
+        let error = budget(1000).read(Body::from(vec![1u8; 81]), None, 80, far(), 1.0).await.unwrap_err();
         assert!(matches!(error, WebError::PayloadTooLarge { limit: 80 }), "{error}");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_body_waiting_for_budget_times_out_and_holds_nothing() {
         let budget = budget(100);
-        let first = budget.read(Body::from(vec![1u8; 80]), 100, far(), 1.0).await.unwrap();
+        let first = budget.read(Body::from(vec![1u8; 80]), Some(80), 100, far(), 1.0).await.unwrap();
         let deadline = Instant::now() + std::time::Duration::from_secs(2);
-        let error = budget.read(Body::from(vec![1u8; 50]), 100, deadline, 2.0).await.unwrap_err();
+        let error = budget.read(Body::from(vec![1u8; 50]), Some(50), 100, deadline, 2.0).await.unwrap_err();
         assert!(matches!(error, WebError::BodyTimeout { .. }), "{error}");
         assert_eq!(budget.permits.available_permits(), 20);
         drop(first);
