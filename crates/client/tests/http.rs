@@ -130,30 +130,16 @@ fn https_with_a_trusted_self_signed_certificate_and_not_without() {
 
 #[test]
 fn a_3_mib_mail_refused_as_busy_arrives_as_busy_not_as_a_broken_pipe() {
-    use conclave_test_support::web::{Gate, Party, agent, answer, get, wait_for};
+    use conclave_test_support::web::{BlockedWorker, Gate};
     let (gate, entered, release) = Gate::new();
     let service = HostService::in_memory(EnclaveHost::load_mock(gate)).unwrap();
     let host = WebHost::start(service, WebConfig::default().with_queue_capacity(1));
-    let (mut first, mut second) = (Party::new(&host, "t"), Party::new(&host, "t"));
-    let (first_mail, second_mail) = (first.mail(b"blocks"), second.mail(b"waits"));
-    let base = host.base.clone();
-    let blocked = std::thread::spawn(move || {
-        answer(agent().post(format!("{base}/v1/mail")).header("Correlation-ID", "a").send(&first_mail[..])).status
-    });
-    entered.recv_timeout(Duration::from_secs(20)).unwrap();
-    let base = host.base.clone();
-    let queued = std::thread::spawn(move || {
-        answer(agent().post(format!("{base}/v1/mail")).header("Correlation-ID", "b").send(&second_mail[..])).status
-    });
-    wait_for("a full queue", || get(&host, "/v1/health").json()["worker_queue"] == 1);
+    let worker = BlockedWorker::start(&host, &entered, release);
 
     // HttpRelay sends `Expect: 100-continue` for a mail this large: the host
     // refuses from the head, and the body is never sent.
     let mut relay = HttpRelay::new(&host.base).unwrap();
     let error = relay.deliver("big", &vec![0x42; 3 * 1024 * 1024]).unwrap_err();
     assert_eq!(error.code, "BUSY", "{error}");
-
-    release.send(()).unwrap();
-    release.send(()).unwrap();
-    assert_eq!((blocked.join().unwrap(), queued.join().unwrap()), (200, 200));
+    assert_eq!(worker.release(), (200, 200));
 }

@@ -11,7 +11,9 @@ use std::{
 
 use conclave_examples::reverse::ReverseEnclave;
 use conclave_host::{EnclaveHost, HostService, ServiceConfig, store::Store, web::WebConfig};
-use conclave_test_support::web::{Answer, Gate, Party, WebHost, ack, agent, answer, get, poll, post_mail, wait_for};
+use conclave_test_support::web::{
+    Answer, BlockedWorker, Gate, Party, WebHost, ack, agent, answer, get, poll, post_mail, wait_for,
+};
 
 fn reverse_in_memory() -> HostService {
     HostService::in_memory(EnclaveHost::load_mock_restartable::<ReverseEnclave>()).unwrap()
@@ -233,19 +235,7 @@ fn a_large_upload_refused_as_busy_still_reads_its_503() {
     let (gate, entered, release) = Gate::new();
     let config = WebConfig::default().with_queue_capacity(1);
     let host = WebHost::start(HostService::in_memory(EnclaveHost::load_mock(gate)).unwrap(), config);
-    let mut first = Party::new(&host, "t");
-    let mut second = Party::new(&host, "t");
-    let (first_mail, second_mail) = (first.mail(b"blocks"), second.mail(b"waits"));
-    let base = host.base.clone();
-    let blocked = std::thread::spawn(move || {
-        answer(agent().post(format!("{base}/v1/mail")).header("Correlation-ID", "a").send(&first_mail[..])).status
-    });
-    entered.recv_timeout(Duration::from_secs(20)).unwrap();
-    let base = host.base.clone();
-    let waiting = std::thread::spawn(move || {
-        answer(agent().post(format!("{base}/v1/mail")).header("Correlation-ID", "b").send(&second_mail[..])).status
-    });
-    wait_for("a full queue", || get(&host, "/v1/health").json()["worker_queue"] == 1);
+    let worker = BlockedWorker::start(&host, &entered, release);
 
     // 3 MiB without `Expect: 100-continue`: the host answers before reading
     // the body and keeps reading it, so the client's write completes and it
@@ -256,10 +246,7 @@ fn a_large_upload_refused_as_busy_still_reads_its_503() {
     refused.assert_error(503, "BUSY");
     assert_eq!(refused.header("retry-after"), Some("1"));
 
-    release.send(()).unwrap();
-    release.send(()).unwrap();
-    assert_eq!(blocked.join().unwrap(), 200);
-    assert_eq!(waiting.join().unwrap(), 200);
+    assert_eq!(worker.release(), (200, 200));
 }
 
 #[test]
@@ -277,19 +264,7 @@ fn polls_and_acknowledgements_do_not_wait_behind_mail() {
     let id: u64 = first.header("reply-id").unwrap().parse().unwrap();
 
     // Now the worker blocks in the enclave and its queue is full.
-    let mut busy = Party::new(&host, "t");
-    let mut waiting = Party::new(&host, "t");
-    let (busy_mail, waiting_mail) = (busy.mail(b"blocks"), waiting.mail(b"waits"));
-    let base = host.base.clone();
-    let blocked = std::thread::spawn(move || {
-        answer(agent().post(format!("{base}/v1/mail")).header("Correlation-ID", "x").send(&busy_mail[..])).status
-    });
-    entered.recv_timeout(Duration::from_secs(20)).unwrap();
-    let base = host.base.clone();
-    let queued = std::thread::spawn(move || {
-        answer(agent().post(format!("{base}/v1/mail")).header("Correlation-ID", "y").send(&waiting_mail[..])).status
-    });
-    wait_for("a full queue", || get(&host, "/v1/health").json()["worker_queue"] == 1);
+    let worker = BlockedWorker::start(&host, &entered, release);
 
     // Polls, acknowledgements and unknown ids answer all the same.
     assert_eq!(poll(&host, "reader"), vec![(id, first.body.clone())]);
@@ -298,11 +273,7 @@ fn polls_and_acknowledgements_do_not_wait_behind_mail() {
     assert_eq!(ack(&host, "reader", &[id]).json()["deleted"], 1);
     assert!(poll(&host, "reader").is_empty());
     assert_eq!(get(&host, "/v1/health").json()["stored_replies"], 0);
-
-    release.send(()).unwrap();
-    release.send(()).unwrap();
-    assert_eq!(blocked.join().unwrap(), 200);
-    assert_eq!(queued.join().unwrap(), 200);
+    assert_eq!(worker.release(), (200, 200));
 }
 
 #[test]
@@ -353,24 +324,10 @@ fn health_returns_to_ok_once_the_window_has_passed() {
     let (gate, entered, release) = Gate::new();
     let config = WebConfig::default().with_queue_capacity(1).with_health_window(Duration::from_millis(200));
     let host = WebHost::start(HostService::in_memory(EnclaveHost::load_mock(gate)).unwrap(), config);
-    let mut parties: Vec<Party> = (0..3).map(|_| Party::new(&host, "t")).collect();
-    let mails: Vec<Vec<u8>> = parties.iter_mut().map(|p| p.mail(b"m")).collect();
-    let base = host.base.clone();
-    let (first, second) = (mails[0].clone(), mails[1].clone());
-    let blocked = std::thread::spawn(move || {
-        answer(agent().post(format!("{base}/v1/mail")).header("Correlation-ID", "a").send(&first[..])).status
-    });
-    entered.recv_timeout(Duration::from_secs(20)).unwrap();
-    let base = host.base.clone();
-    let queued = std::thread::spawn(move || {
-        answer(agent().post(format!("{base}/v1/mail")).header("Correlation-ID", "b").send(&second[..])).status
-    });
-    wait_for("a full queue", || get(&host, "/v1/health").json()["worker_queue"] == 1);
-    post_mail(&host, Some("c"), &mails[2]).assert_error(503, "BUSY");
+    let worker = BlockedWorker::start(&host, &entered, release);
+    post_mail(&host, Some("c"), &Party::new(&host, "t").mail(b"m")).assert_error(503, "BUSY");
     assert_eq!(get(&host, "/v1/health").json()["status"], "degraded");
-    release.send(()).unwrap();
-    release.send(()).unwrap();
-    assert_eq!((blocked.join().unwrap(), queued.join().unwrap()), (200, 200));
+    assert_eq!(worker.release(), (200, 200));
     wait_for("health to recover", || get(&host, "/v1/health").json()["status"] == "ok");
 }
 

@@ -259,6 +259,38 @@ impl Enclave for Gate {
     }
 }
 
+/// A [`Gate`] host's worker held busy with a full queue of one: one mail
+/// blocks inside the enclave, a second waits in the queue.
+#[derive(Debug)]
+pub struct BlockedWorker {
+    blocked: JoinHandle<u16>,
+    queued: JoinHandle<u16>,
+    release: mpsc::Sender<()>,
+}
+
+impl BlockedWorker {
+    /// Sends the two mails from two new parties (the host's queue capacity must be 1).
+    pub fn start(host: &WebHost, entered: &mpsc::Receiver<()>, release: mpsc::Sender<()>) -> Self {
+        let send = |host: &WebHost, id: &'static str| {
+            let mail = Party::new(host, "blocker").mail(id.as_bytes());
+            let url = host.url("/v1/mail");
+            std::thread::spawn(move || answer(agent().post(url).header("Correlation-ID", id).send(&mail[..])).status)
+        };
+        let blocked = send(host, "blocked-in-the-enclave");
+        entered.recv_timeout(Duration::from_secs(20)).expect("the enclave was not called");
+        let queued = send(host, "waiting-in-the-queue");
+        wait_for("a full worker queue", || get(host, "/v1/health").json()["worker_queue"] == 1);
+        Self { blocked, queued, release }
+    }
+
+    /// Lets both mails through; returns their statuses.
+    pub fn release(self) -> (u16, u16) {
+        self.release.send(()).unwrap();
+        self.release.send(()).unwrap();
+        (self.blocked.join().unwrap(), self.queued.join().unwrap())
+    }
+}
+
 /// Waits (up to 20 s, then panics) until `condition` holds.
 pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
