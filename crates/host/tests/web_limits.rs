@@ -353,3 +353,39 @@ fn a_poll_answer_is_bounded_in_bytes_and_the_rest_follows() {
     assert!(poll(&host, "big").is_empty());
     wait_for("the poll answers' budget to be given back", || metric(&host, "conclave_body_bytes_held") == 0);
 }
+
+#[test]
+fn failing_commits_make_health_degraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = on_disk(EnclaveHost::load_mock_restartable::<ReverseEnclave>(), &dir);
+    let host = WebHost::start(service, WebConfig::default());
+    let mut party = Party::new(&host, "t");
+    assert_eq!(post_mail(&host, Some("c"), &party.mail(b"fine")).status, 200);
+    assert_eq!(get(&host, "/v1/health").json()["status"], "ok");
+
+    // Another connection holds the store's write lock a little longer than
+    // the host's busy timeout (5 s): the next commit fails, and nothing of it
+    // is kept. (The service retries its restart until the lock is gone.)
+    let path = dir.path().join("host.db");
+    let (locked_tx, locked) = std::sync::mpsc::channel();
+    let blocker = std::thread::spawn(move || {
+        let blocker = rusqlite::Connection::open(path).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        locked_tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_secs(6));
+        blocker.execute_batch("ROLLBACK").unwrap();
+    });
+    locked.recv().unwrap();
+    let slow: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into();
+    let mail = party.mail(b"not committed");
+    answer(slow.post(host.url("/v1/mail")).header("Correlation-ID", "c").send(&mail[..]))
+        .assert_error(500, "STORE_FAILED");
+    blocker.join().unwrap();
+    let health = get(&host, "/v1/health").json();
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(health["reasons"].as_array().unwrap().contains(&"commits_failing".into()), "{health}");
+}
