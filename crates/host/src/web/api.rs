@@ -103,6 +103,7 @@ pub(crate) fn router(state: AppState) -> Router {
 /// Counts error responses by code, keeps the health signals, and adds
 /// `Retry-After` to every 503 and 507.
 async fn count_errors(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let delivery = request.uri().path() == "/v1/mail";
     let mut response = next.run(request).await;
     if let Some(ErrorCode(code)) = response.extensions().get::<ErrorCode>() {
         state.metrics.error(code);
@@ -110,7 +111,9 @@ async fn count_errors(State(state): State<AppState>, request: Request, next: Nex
         match code.as_str() {
             "BUSY" => {
                 state.metrics.refuse("busy");
-                state.signals.note(&state.signals.busy, now);
+                if delivery {
+                    state.signals.note(&state.signals.busy, now);
+                }
             }
             "REPLY_STORE_FULL" => state.metrics.refuse("reply_store_full"),
             "REPLY_QUEUE_FULL" => state.metrics.refuse("reply_queue_full"),
