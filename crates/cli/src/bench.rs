@@ -144,13 +144,13 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
 
 // ---------------------------------------------------------------- machine
 
-struct Machine {
-    cores: usize,
-    cpu: String,
+pub(crate) struct Machine {
+    pub(crate) cores: usize,
+    pub(crate) cpu: String,
 }
 
 impl Machine {
-    fn read() -> Self {
+    pub(crate) fn read() -> Self {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let cpu = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
@@ -165,7 +165,7 @@ impl Machine {
     }
 
     /// The 1, 5 and 15 minute load averages: other work on the machine skews every figure.
-    fn load_average() -> String {
+    pub(crate) fn load_average() -> String {
         std::fs::read_to_string("/proc/loadavg")
             .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
             .unwrap_or_else(|_| "unknown".to_owned())
@@ -855,10 +855,10 @@ fn file_system_of(path: &Path) -> String {
 }
 
 /// A temporary data directory, removed when dropped.
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl TempDir {
-    fn new_in(parent: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn new_in(parent: &Path) -> anyhow::Result<Self> {
         let mut id = [0u8; 8];
         OsRng.fill_bytes(&mut id);
         let path = parent.join(format!("conclave-bench-{}", hex::encode(id)));

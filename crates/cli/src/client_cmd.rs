@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
-use conclave_client::{ClientError, EnclaveClient, HttpRelay, ReplyKind};
+use conclave_client::{ClientError, EnclaveClient, HttpRelay, HttpRelayOptions, ReplyKind};
 use conclave_core::{EnclaveConstraint, EnclaveInstanceInfo, MailRelay, VerifiedEnclaveInfo};
 
 const CLIENT_EXIT_CODES: &str = "\
@@ -18,6 +18,18 @@ Exit codes:
   0  success
   1  the enclave does not satisfy the constraint, or its attestation does not verify (reason on stderr)
   2  any other error: bad flags or constraint, host unreachable or refusing, unreadable files";
+
+/// How the client reaches the host (flags shared by `attest`, `send` and `poll`).
+#[derive(Debug, Args)]
+pub struct TransportArgs {
+    /// Trust this CA or self-signed certificate (PEM) for an https:// host, besides the usual web roots.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// Allow plain http:// to a host that is not a loopback address (anyone on the network can then
+    /// read the traffic and pose as the host).
+    #[arg(long)]
+    insecure_http: bool,
+}
 
 /// Flags of `conclave attest`.
 #[derive(Debug, Args)]
@@ -28,6 +40,8 @@ pub struct AttestArgs {
     /// The constraint the enclave must satisfy, e.g. "C:<code hash> SEC:INSECURE".
     #[arg(long, value_name = "C")]
     constraint: String,
+    #[command(flatten)]
+    transport: TransportArgs,
 }
 
 /// Flags of `conclave send`.
@@ -62,6 +76,8 @@ pub struct SendArgs {
     /// The mail body: text, or @FILE to send a file's bytes.
     #[arg(value_name = "BODY | @FILE")]
     body: String,
+    #[command(flatten)]
+    transport: TransportArgs,
 }
 
 /// Flags of `conclave poll`.
@@ -81,6 +97,8 @@ pub struct PollArgs {
     /// The client state file written by `conclave send`.
     #[arg(long, value_name = "FILE")]
     state: PathBuf,
+    #[command(flatten)]
+    transport: TransportArgs,
 }
 
 /// Flags of `conclave attestation show`.
@@ -103,8 +121,13 @@ fn now_unix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-fn relay(url: &str) -> anyhow::Result<HttpRelay> {
-    HttpRelay::new(url).map_err(|e| anyhow!("{}", e.message))
+/// The one place the client commands build their relay.
+fn relay(url: &str, transport: &TransportArgs) -> anyhow::Result<HttpRelay> {
+    let mut options = HttpRelayOptions::default().insecure_http(transport.insecure_http);
+    if let Some(ca) = &transport.tls_ca {
+        options = options.trust_ca_file(ca).map_err(|e| anyhow!("{}", e.message))?;
+    }
+    HttpRelay::with_options(url, options).map_err(|e| anyhow!("{}", e.message))
 }
 
 fn parse_constraint(text: &str) -> anyhow::Result<EnclaveConstraint> {
@@ -132,7 +155,8 @@ fn print_summary(info: &VerifiedEnclaveInfo) {
 /// Runs `conclave attest`.
 pub fn attest(args: &AttestArgs) -> anyhow::Result<ExitCode> {
     let constraint = parse_constraint(&args.constraint)?;
-    let encoded = relay(&args.url)?.attestation().map_err(|e| anyhow!("cannot fetch the attestation: {e}"))?;
+    let encoded =
+        relay(&args.url, &args.transport)?.attestation().map_err(|e| anyhow!("cannot fetch the attestation: {e}"))?;
     let info = EnclaveInstanceInfo::decode(&encoded).context("the host's attestation is unreadable")?;
     let verified = match info.verify(now_unix()) {
         Ok(verified) => verified,
@@ -189,7 +213,7 @@ fn check_host(client: &EnclaveClient<HttpRelay>, url: &str, state: &Path) -> any
 pub fn send(args: &SendArgs) -> anyhow::Result<ExitCode> {
     let constraint = parse_constraint(&args.constraint)?;
     let body = read_body(&args.body)?;
-    let relay = relay(&args.url)?;
+    let relay = relay(&args.url, &args.transport)?;
     let mut client = if args.state.exists() {
         let client = EnclaveClient::restore_from_file(relay, &args.state)
             .with_context(|| format!("cannot restore client state {}", args.state.display()))?;
@@ -205,7 +229,7 @@ pub fn send(args: &SendArgs) -> anyhow::Result<ExitCode> {
     } else {
         let mut state = EnclaveClient::new(relay, constraint).save();
         state.host = Some(args.url.clone());
-        EnclaveClient::restore(HttpRelay::new(&args.url).map_err(|e| anyhow!("{e}"))?, state)?
+        EnclaveClient::restore(self::relay(&args.url, &args.transport)?, state)?
     };
     // Every step is saved before the next delivery: a crash or a lost
     // connection loses no mail, and the next run sends the same mail again.
@@ -262,7 +286,7 @@ pub fn poll(args: &PollArgs) -> anyhow::Result<ExitCode> {
             args.state.display()
         );
     }
-    let mut client = EnclaveClient::restore_from_file(relay(&args.url)?, &args.state)
+    let mut client = EnclaveClient::restore_from_file(relay(&args.url, &args.transport)?, &args.state)
         .with_context(|| format!("cannot restore client state {}", args.state.display()))?;
     check_host(&client, &args.url, &args.state)?;
     client.autosave_to(&args.state).with_context(|| format!("cannot save client state {}", args.state.display()))?;

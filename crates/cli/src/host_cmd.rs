@@ -19,7 +19,7 @@ use conclave_host::{
     EnclaveHost, HostService, ServiceConfig,
     simulation::{EnclaveLimits, SignedEnclave, check_data_dir, load_or_create_secret, simulated_attestation_key},
     store::Store,
-    web::WebConfig,
+    web::{TlsConfig, WebConfig, check_transport},
 };
 use rand_core::{OsRng, RngCore};
 
@@ -40,20 +40,45 @@ pub enum Mode {
     Mock,
 }
 
+/// How the host writes its log (stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line (tracing-subscriber's JSON format), for log collectors.
+    Json,
+}
+
+/// Parses a duration in seconds, decimals allowed ("0.5", "30").
+pub(crate) fn seconds(text: &str) -> Result<Duration, String> {
+    let value: f64 = text.trim().parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(value).map_err(|_| format!("{text:?} is not a usable number of seconds"))
+}
+
 /// Flags of `conclave host`.
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("enclave_to_run").required(true).args(["enclave", "example"])))]
 #[command(after_help = "\
-Prints `listening on http://ADDR:PORT` on stdout once it serves (port 0 picks a free port).
-The HTTP API is described in docs/http-api.md. The data directory keeps the store (host.db:
-sealed state, mail to self, reply queues) and the platform secret (platform.secret, mode 0600).
-It must belong to the user running the host and not be writable by group or others; its key
+Prints `listening on http://ADDR:PORT` (https with TLS) on stdout once it serves (port 0 picks a
+free port). The HTTP API is described in docs/http-api.md. The data directory keeps the store
+(host.db: sealed state, mail to self, reply queues) and the platform secret (platform.secret, mode
+0600). It must belong to the user running the host and not be writable by group or others; its key
 files must have no group or other permissions (the host refuses them otherwise and says which
 `chmod` fixes it).
 
 In simulation mode the enclave process runs the binary as it was when the host started (a
 sealed copy, measured once), with at most --enclave-memory-limit of address space, no core
 dumps, no file writes, and --enclave-call-timeout for each call before the host kills it.
+
+Transport: plain HTTP is served only on a loopback address, unless --insecure-http is given; on
+any other address give --tls-cert and --tls-key (PEM). Clients check the certificate against the
+web roots, or a CA given to them with --tls-ca.
+
+Limits (docs/http-api.md, \"Limits and timeouts\"; figures in docs/reliability.md): a request head
+must arrive within --header-timeout of its first byte (the TLS handshake included), a body within
+--body-timeout of its head, and a kept-alive connection is closed after --idle-timeout idle. Beyond
+--max-connections, new connections are closed at once. Bodies in memory are bounded by
+--body-budget-bytes, stored replies by --max-stored-replies.
 
 Exit codes:
   0  stopped cleanly after SIGINT or SIGTERM
@@ -86,6 +111,89 @@ pub struct HostArgs {
     /// Simulation mode: how long one enclave call may take before the host kills the process, e.g. 500ms, 60s, 5m.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_call_timeout)]
     enclave_call_timeout: Duration,
+    /// Serve TLS with this certificate chain (PEM, leaf first); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Allow plain HTTP on an address that is not loopback (anyone on the network can read the
+    /// traffic and pose as this host).
+    #[arg(long)]
+    insecure_http: bool,
+    /// Seconds a connection may take to send a request head (and TLS handshake).
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = seconds)]
+    header_timeout: Duration,
+    /// Seconds a request body may take to arrive once its head is read (then 408).
+    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = seconds)]
+    body_timeout: Duration,
+    /// Seconds a kept-alive connection may stay idle between requests.
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = seconds)]
+    idle_timeout: Duration,
+    /// The most connections open at once; more are closed at once (needs `ulimit -n` above it).
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    max_connections: usize,
+    /// The most bytes of request bodies held in memory at once.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024)]
+    body_budget_bytes: usize,
+    /// The most unacknowledged replies stored over all clients (then 507 REPLY_STORE_FULL).
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    max_stored_replies: u64,
+    /// Days after which a correlation id with no queued reply and no activity is forgotten.
+    #[arg(long, value_name = "DAYS", default_value_t = 30)]
+    correlation_id_max_idle_days: u64,
+    /// The log's format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+impl HostArgs {
+    /// The log format asked for.
+    pub fn log_format(&self) -> LogFormat {
+        self.log_format
+    }
+
+    /// The web host's settings from the flags.
+    fn web_config(&self) -> anyhow::Result<WebConfig> {
+        let mut config = WebConfig::default()
+            .with_max_body_bytes(self.max_body_bytes)
+            .with_queue_capacity(self.queue_capacity)
+            .with_header_timeout(self.header_timeout)
+            .with_body_timeout(self.body_timeout)
+            .with_idle_timeout(self.idle_timeout)
+            .with_max_connections(self.max_connections)
+            .with_body_budget_bytes(self.body_budget_bytes)
+            .with_max_stored_replies(self.max_stored_replies)
+            .with_insecure_http(self.insecure_http);
+        let max_idle = Duration::from_secs(self.correlation_id_max_idle_days.saturating_mul(24 * 3600));
+        let interval = config.prune_interval;
+        config = config.with_correlation_id_pruning(max_idle, interval);
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            config = config.with_tls(TlsConfig::from_pem_files(cert, key)?);
+        }
+        Ok(config)
+    }
+}
+
+/// Raises the soft descriptor limit toward what `connections` need, or warns
+/// that the host will run out of descriptors before it reaches its cap.
+pub(crate) fn check_descriptor_limit(connections: usize) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    // Store, WAL, readers, the enclave's channel and the listener need a few more.
+    let needed = u64::try_from(connections).unwrap_or(u64::MAX).saturating_add(64);
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return };
+    if soft >= needed {
+        return;
+    }
+    let raised = needed.min(hard);
+    if raised > soft && setrlimit(Resource::RLIMIT_NOFILE, raised, hard).is_ok() && raised >= needed {
+        return;
+    }
+    tracing::warn!(
+        limit = raised.max(soft),
+        max_connections = connections,
+        "the open-file limit is below --max-connections: accepts will fail before the cap; raise `ulimit -n` or lower --max-connections"
+    );
 }
 
 /// The smallest `--enclave-memory-limit`: below it no enclave process starts.
@@ -233,15 +341,18 @@ pub fn run(args: &HostArgs) -> anyhow::Result<ExitCode> {
     if let Some(conclave_core::Evidence::Simulation { attestation_key, .. }) = info.as_ref().map(|i| i.evidence()) {
         eprintln!("simulated attestation key: {} (clients pin it with SIMKEY:<hex>)", hex::encode(attestation_key));
     }
-    let config = WebConfig::default().with_max_body_bytes(args.max_body_bytes).with_queue_capacity(args.queue_capacity);
+    let config = args.web_config()?;
+    let address = listener.local_addr().context("cannot read the bound address")?;
+    check_transport(address, &config)?;
+    check_descriptor_limit(config.max_connections);
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
 
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener).context("cannot use the listening socket")?;
-        let address = listener.local_addr().context("cannot read the bound address")?;
         let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "listening on http://{address}").and_then(|()| stdout.flush()).context("cannot write")?;
+        writeln!(stdout, "listening on {scheme}://{address}").and_then(|()| stdout.flush()).context("cannot write")?;
         drop(stdout);
         conclave_host::web::run(listener, service, config, shutdown_signal()).await.context("web host failed")
     })?;

@@ -19,6 +19,7 @@ mod evidence;
 mod host_cmd;
 mod samples;
 mod signing;
+mod soak;
 
 /// Conclave for Rust: confidential computing with enclaves, attestation and encrypted mail.
 #[derive(Debug, Parser)]
@@ -71,6 +72,8 @@ enum Command {
     Attestation(AttestationCommand),
     /// Measure start-up, in-process mail cryptography and load through the web host (a report, not a test).
     Bench(bench::BenchArgs),
+    /// Slow, stalled and heavy load against a real web host, with memory figures (docs/reliability.md).
+    Soak(soak::SoakArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,7 +106,10 @@ fn main() -> ExitCode {
         return samples::run_enclave_process(name);
     }
     let cli = Cli::parse();
-    init_logging(matches!(cli.command, Command::Host(_)));
+    match &cli.command {
+        Command::Host(args) => init_logging(true, args.log_format()),
+        _ => init_logging(false, host_cmd::LogFormat::Text),
+    }
     let result = match cli.command {
         Command::Demo => demo::run(),
         Command::Constraint(ConstraintCommand::Parse { text }) => constraint_parse(&text),
@@ -118,6 +124,7 @@ fn main() -> ExitCode {
         Command::Checkpoint(args) => client_cmd::checkpoint(&args),
         Command::Attestation(AttestationCommand::Show(args)) => client_cmd::show(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Soak(args) => soak::run(&args),
     };
     match result {
         Ok(code) => code,
@@ -131,11 +138,16 @@ fn main() -> ExitCode {
 /// Sends the libraries' log events to stderr. The host logs what it does
 /// (`info`); other commands only warnings, so their own output stays
 /// readable. `CONCLAVE_LOG` (e.g. `debug`, `conclave_host=trace`) overrides.
-fn init_logging(verbose: bool) {
+/// `conclave host --log-format json` writes one JSON object per event instead.
+fn init_logging(verbose: bool, format: host_cmd::LogFormat) {
     let default = if verbose { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CONCLAVE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).with_target(true).init();
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).with_target(true);
+    match format {
+        host_cmd::LogFormat::Text => builder.init(),
+        host_cmd::LogFormat::Json => builder.json().init(),
+    }
 }
 
 fn constraint_parse(text: &str) -> anyhow::Result<ExitCode> {

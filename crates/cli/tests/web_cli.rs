@@ -40,9 +40,14 @@ impl HostProcess {
     }
 
     fn start_in(mode: &str, example: &str, data_dir: &Path) -> Self {
+        Self::start_with(mode, example, data_dir, &[])
+    }
+
+    fn start_with(mode: &str, example: &str, data_dir: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(BIN)
             .args(["host", "--mode", mode, "--example", example, "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -50,7 +55,7 @@ impl HostProcess {
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected {line:?}")).to_owned();
-        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        assert!(url.starts_with("http://127.0.0.1:") || url.starts_with("https://127.0.0.1:"), "{url}");
         let stderr = child.stderr.take();
         Self { child, url, stderr }
     }
@@ -497,4 +502,121 @@ fn attest_shows_the_simulated_attestation_key_and_simkey_pins_it() {
     host.child.wait().unwrap();
     let log = host.stderr_text();
     assert!(log.contains(&format!("simulated attestation key: {key}")), "{log}");
+}
+
+#[test]
+fn host_help_documents_the_limits_and_transport_flags() {
+    let text = stdout(&conclave(&["host", "--help"]));
+    for flag in [
+        "--tls-cert",
+        "--tls-key",
+        "--insecure-http",
+        "--header-timeout",
+        "--body-timeout",
+        "--idle-timeout",
+        "--max-connections",
+        "--body-budget-bytes",
+        "--max-stored-replies",
+        "--correlation-id-max-idle-days",
+        "--log-format",
+    ] {
+        assert!(text.contains(flag), "{flag} missing from conclave host --help:\n{text}");
+    }
+    for command in ["attest", "send", "poll"] {
+        let text = stdout(&conclave(&[command, "--help"]));
+        assert!(text.contains("--tls-ca") && text.contains("--insecure-http"), "{command}: {text}");
+    }
+    let soak = stdout(&conclave(&["soak", "--help"]));
+    assert!(soak.contains("Exit codes:"), "{soak}");
+}
+
+#[test]
+fn plain_http_off_loopback_is_refused_on_both_sides() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let host = ["host", "--mode", "mock", "--example", "reverse", "--listen", "0.0.0.0:0", "--data-dir"];
+    let output = conclave(&[&host[..], &[data.to_str().unwrap()]].concat());
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(text.contains("--tls-cert") && text.contains("--insecure-http"), "{text}");
+
+    // The client refuses before connecting (192.0.2.1 is a documentation address).
+    let output =
+        conclave(&["attest", "http://192.0.2.1:8080", "--constraint", &format!("C:{} SEC:INSECURE", "ab".repeat(32))]);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(text.contains("not a loopback address") && text.contains("--insecure-http"), "{text}");
+
+    // A TLS certificate without its key is a usage error.
+    let output = conclave(&[
+        "host",
+        "--example",
+        "reverse",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--tls-cert",
+        "x.pem",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn tls_host_and_clients_with_a_private_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&leaf_key, &issuer).unwrap();
+    let (cert_file, key_file, ca_file) =
+        (dir.path().join("host.pem"), dir.path().join("host.key"), dir.path().join("ca.pem"));
+    std::fs::write(&cert_file, leaf.pem()).unwrap();
+    std::fs::write(&key_file, leaf_key.serialize_pem()).unwrap();
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+
+    let extra =
+        ["--tls-cert", cert_file.to_str().unwrap(), "--tls-key", key_file.to_str().unwrap(), "--log-format", "json"];
+    let mut host = HostProcess::start_with("mock", "reverse", &dir.path().join("data"), &extra);
+    assert!(host.url.starts_with("https://127.0.0.1:"), "{}", host.url);
+    let ca = ca_file.to_str().unwrap();
+    let state = dir.path().join("me.state");
+
+    // Without the CA the client refuses the host's certificate.
+    let constraint = format!("C:{} SEC:INSECURE", "ab".repeat(32));
+    let untrusted = conclave(&["attest", &host.url, "--constraint", &constraint]);
+    assert_eq!(untrusted.status.code(), Some(2));
+    assert!(stderr(&untrusted).to_lowercase().contains("certificate"), "{}", stderr(&untrusted));
+
+    // With it: attest (read the code hash from the summary), send and poll.
+    let attested = conclave(&["attest", &host.url, "--constraint", &constraint, "--tls-ca", ca]);
+    let summary = stdout(&attested);
+    let code_hash = summary.lines().find_map(|l| l.strip_prefix("code hash:")).unwrap().trim().to_owned();
+    let constraint = format!("C:{code_hash} SEC:INSECURE");
+    let attested = conclave(&["attest", &host.url, "--constraint", &constraint, "--tls-ca", ca]);
+    assert_eq!(attested.status.code(), Some(0), "{}", stderr(&attested));
+    let state_arg = state.to_str().unwrap();
+    let sent =
+        conclave(&["send", &host.url, "--constraint", &constraint, "--state", state_arg, "--tls-ca", ca, "hello"]);
+    assert_eq!(sent.status.code(), Some(0), "{}", stderr(&sent));
+    assert_eq!(stdout(&sent), "olleh");
+    let polled = conclave(&["poll", &host.url, "--state", state_arg, "--tls-ca", ca]);
+    assert_eq!(polled.status.code(), Some(0), "{}", stderr(&polled));
+
+    // --log-format json: every log line on stderr is a JSON object.
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(host.child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(host.child.wait().unwrap().success());
+    let log = host.stderr_text();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(events.iter().any(|e| e["fields"]["message"] == "web host serving"), "{log}");
+    assert!(events.iter().all(|e| e["level"].is_string() && e["target"].is_string()), "{log}");
 }

@@ -11,8 +11,16 @@
 //! a host that cannot be reached gives `UNREACHABLE`, and an answer that is
 //! not what the API promises gives `BAD_RESPONSE`. The relay is blocking,
 //! like [`crate::EnclaveClient`]. The API is described in `docs/http-api.md`.
+//!
+//! Transport: `https://` is verified against the bundled web roots, plus any
+//! CA given with [`HttpRelayOptions::trust_ca_pem`]. Plain `http://` is
+//! refused unless the host is a loopback address or
+//! [`HttpRelayOptions::insecure_http`] says the caller accepts that anyone on
+//! the network can read and answer in the host's place. Large mails are
+//! sent with `Expect: 100-continue`, so a host that refuses one (busy, too
+//! large) answers before the body is sent and the refusal is read intact.
 
-use std::time::Duration;
+use std::{net::IpAddr, path::Path, sync::Arc, time::Duration};
 
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use conclave_core::{MailRelay, QueuedMail, RelayError};
@@ -20,6 +28,68 @@ use serde::Deserialize;
 
 /// The largest response body read (a poll returns at most the host's poll limit of replies).
 const MAX_RESPONSE_BYTES: u64 = 512 * 1024 * 1024;
+/// Mails from this size on ask the host before sending the body.
+const EXPECT_CONTINUE_FROM: usize = 64 * 1024;
+
+/// How an [`HttpRelay`] connects: timeout, extra trusted CAs, plain HTTP.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HttpRelayOptions {
+    /// Every request gives up after this long (default 60 s).
+    pub timeout: Duration,
+    /// Certificates trusted besides the bundled web roots (a private CA, or
+    /// a host's self-signed certificate).
+    pub extra_roots: Vec<ureq::tls::Certificate<'static>>,
+    /// Allows `http://` to a host that is not a loopback address.
+    pub insecure_http: bool,
+}
+
+impl Default for HttpRelayOptions {
+    fn default() -> Self {
+        Self { timeout: Duration::from_secs(60), extra_roots: Vec::new(), insecure_http: false }
+    }
+}
+
+impl HttpRelayOptions {
+    /// Sets the per-request timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Trusts the certificates in `pem` (one or more `BEGIN CERTIFICATE` blocks) as roots.
+    pub fn trust_ca_pem(mut self, pem: &[u8]) -> Result<Self, RelayError> {
+        let invalid = |reason: String| RelayError::new("INVALID_CA", reason);
+        let mut found = 0;
+        for item in ureq::tls::parse_pem(pem) {
+            match item.map_err(|e| invalid(format!("cannot parse the CA certificate: {e}")))? {
+                ureq::tls::PemItem::Certificate(cert) => {
+                    self.extra_roots.push(cert);
+                    found += 1;
+                }
+                _ => continue,
+            }
+        }
+        if found == 0 {
+            return Err(invalid("no certificate in the CA file: expected PEM \"BEGIN CERTIFICATE\" blocks".into()));
+        }
+        Ok(self)
+    }
+
+    /// As [`trust_ca_pem`](Self::trust_ca_pem), from a file.
+    pub fn trust_ca_file(self, path: &Path) -> Result<Self, RelayError> {
+        let pem = std::fs::read(path)
+            .map_err(|e| RelayError::new("INVALID_CA", format!("cannot read the CA file {}: {e}", path.display())))?;
+        self.trust_ca_pem(&pem).map_err(|e| RelayError::new(e.code, format!("{}: {}", path.display(), e.message)))
+    }
+
+    /// Allows plain HTTP to a host that is not a loopback address: anyone on
+    /// the network can then read the traffic and impersonate the host.
+    pub fn insecure_http(mut self, allow: bool) -> Self {
+        self.insecure_http = allow;
+        self
+    }
+}
 
 /// A [`MailRelay`] that talks to a web host at a base URL such as `http://127.0.0.1:8080`.
 #[derive(Debug, Clone)]
@@ -43,6 +113,12 @@ struct PollBody {
 struct PolledReply {
     id: u64,
     mail: String,
+}
+
+/// Whether `host` (from a URL) is a loopback address: `localhost`, 127.0.0.0/8 or `[::1]`.
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost") || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn bad_response(message: impl Into<String>) -> RelayError {
@@ -71,25 +147,60 @@ impl HttpRelay {
     /// The code of an answer that does not follow the API.
     pub const BAD_RESPONSE: &'static str = "BAD_RESPONSE";
 
-    /// A relay to the web host at `base_url` (`http://host:port`, optionally
-    /// with a path prefix), with a 60 s timeout per request.
+    /// A relay to the web host at `base_url` (`https://host:port`, or
+    /// `http://` on loopback, optionally with a path prefix), with a 60 s
+    /// timeout per request.
     pub fn new(base_url: &str) -> Result<Self, RelayError> {
-        Self::with_timeout(base_url, Duration::from_secs(60))
+        Self::with_options(base_url, HttpRelayOptions::default())
     }
 
     /// A relay whose requests give up after `timeout`.
     pub fn with_timeout(base_url: &str, timeout: Duration) -> Result<Self, RelayError> {
+        Self::with_options(base_url, HttpRelayOptions::default().timeout(timeout))
+    }
+
+    /// A relay with these transport options.
+    pub fn with_options(base_url: &str, options: HttpRelayOptions) -> Result<Self, RelayError> {
         let base = base_url.trim_end_matches('/');
-        if !base.starts_with("http://") || base.len() == "http://".len() {
-            return Err(RelayError::new(
+        let invalid = || {
+            RelayError::new(
                 "INVALID_URL",
-                format!("invalid host URL {base_url:?}: expected http://HOST:PORT (https is not built in)"),
-            ));
+                format!("invalid host URL {base_url:?}: expected https://HOST:PORT (or http://127.0.0.1:PORT)"),
+            )
+        };
+        let uri: ureq::http::Uri = base.parse().map_err(|_| invalid())?;
+        let host = uri.host().filter(|h| !h.is_empty()).ok_or_else(invalid)?;
+        match uri.scheme_str() {
+            Some("https") => {}
+            Some("http") if options.insecure_http || is_loopback(host) => {}
+            Some("http") => {
+                return Err(RelayError::new(
+                    "INSECURE_URL",
+                    format!(
+                        "refusing plain http to {host}, which is not a loopback address: anyone on the network could \
+                         read the traffic and answer as the host; use https:// (with --tls-ca for a private CA), or \
+                         --insecure-http to accept the risk"
+                    ),
+                ));
+            }
+            _ => return Err(invalid()),
         }
+        let roots = if options.extra_roots.is_empty() {
+            ureq::tls::RootCerts::WebPki
+        } else {
+            let mut roots: Vec<ureq::tls::Certificate<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+                .iter()
+                .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())
+                .collect();
+            roots.extend(options.extra_roots.iter().cloned());
+            ureq::tls::RootCerts::Specific(Arc::new(roots))
+        };
+        let tls = ureq::tls::TlsConfig::builder().provider(ureq::tls::TlsProvider::Rustls).root_certs(roots).build();
         let agent = ureq::Agent::config_builder()
             // Error statuses carry the host's JSON error; read them ourselves.
             .http_status_as_error(false)
-            .timeout_global(Some(timeout))
+            .timeout_global(Some(options.timeout))
+            .tls_config(tls)
             .build()
             .into();
         Ok(Self { base: base.to_owned(), agent })
@@ -134,11 +245,15 @@ impl MailRelay for HttpRelay {
 
     fn deliver(&mut self, correlation_id: &str, mail: &[u8]) -> Result<Option<QueuedMail>, RelayError> {
         check_correlation_id(correlation_id)?;
-        let request = self
+        let mut request = self
             .agent
             .post(self.url("/v1/mail"))
             .header("Correlation-ID", correlation_id)
             .header("Content-Type", "application/octet-stream");
+        if mail.len() >= EXPECT_CONTINUE_FROM {
+            // A refusal (busy, too large) then comes before the body is sent.
+            request = request.header("Expect", "100-continue");
+        }
         let (status, headers, bytes) = self.read(request.send(mail))?;
         match status {
             204 => Ok(None),
@@ -190,9 +305,31 @@ mod tests {
     #[test]
     fn urls() {
         assert_eq!(HttpRelay::new("http://127.0.0.1:8080/").unwrap().base_url(), "http://127.0.0.1:8080");
-        for bad in ["127.0.0.1:8080", "https://example.invalid", "http://", ""] {
+        for good in ["https://example.invalid", "http://localhost:1", "http://[::1]:80", "http://127.1.2.3:9/prefix"] {
+            assert!(HttpRelay::new(good).is_ok(), "{good:?}");
+        }
+        for bad in ["127.0.0.1:8080", "ftp://127.0.0.1", "http://", "https://", ""] {
             assert_eq!(HttpRelay::new(bad).unwrap_err().code, "INVALID_URL", "{bad:?}");
         }
+    }
+
+    #[test]
+    fn plain_http_off_loopback_needs_consent() {
+        for remote in ["http://10.0.0.1:8080", "http://example.invalid", "http://[2001:db8::1]:80"] {
+            let error = HttpRelay::new(remote).unwrap_err();
+            assert_eq!(error.code, "INSECURE_URL", "{remote:?}");
+            assert!(error.message.contains("--insecure-http"), "{}", error.message);
+            let allowed = HttpRelay::with_options(remote, HttpRelayOptions::default().insecure_http(true));
+            assert!(allowed.is_ok(), "{remote:?}");
+        }
+    }
+
+    #[test]
+    fn a_ca_file_must_hold_a_certificate() {
+        let error = HttpRelayOptions::default().trust_ca_pem(b"no pem here").unwrap_err();
+        assert_eq!(error.code, "INVALID_CA");
+        let missing = HttpRelayOptions::default().trust_ca_file(Path::new("/nonexistent/ca.pem")).unwrap_err();
+        assert!(missing.message.contains("/nonexistent/ca.pem"), "{}", missing.message);
     }
 
     #[test]

@@ -48,5 +48,5 @@ mod http;
 mod state;
 
 pub use client::{ClientError, EnclaveClient, EnclaveReply};
-pub use http::HttpRelay;
+pub use http::{HttpRelay, HttpRelayOptions};
 pub use state::{Attempt, ClientState, KnownRun, PendingMail, ReplyKind, StoredReply};

@@ -1,57 +1,26 @@
 //! EnclaveClient over HttpRelay against a real web host on port 0.
 
-use std::{net::SocketAddr, sync::mpsc, thread::JoinHandle, time::Duration};
+use std::time::Duration;
 
-use conclave_client::{EnclaveClient, HttpRelay};
+use conclave_client::{EnclaveClient, HttpRelay, HttpRelayOptions};
 use conclave_core::{EnclaveConstraint, MailRelay};
 use conclave_examples::{
     reverse::ReverseEnclave,
     stats::{self, StatsEnclave},
 };
-use conclave_host::{
-    EnclaveHost, HostError, HostService, mock_identity,
-    web::{WebConfig, run},
-};
+use conclave_host::{EnclaveHost, HostService, mock_identity, web::WebConfig};
+use conclave_test_support::web::WebHost;
 
-/// A web host serving in a background thread with its own tokio runtime.
-struct TestHost {
-    base: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<Result<(), HostError>>>,
-}
+/// A web host on port 0 with the default configuration.
+struct TestHost(WebHost);
 
 impl TestHost {
     fn start(service: HostService) -> Self {
-        let (addr_tx, addr_rx) = mpsc::channel::<SocketAddr>();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                run(listener, service, WebConfig::default(), async {
-                    let _ = stopped.await;
-                })
-                .await
-            })
-        });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).expect("the web host did not bind");
-        Self { base: format!("http://{addr}"), stop: Some(stop), thread: Some(thread) }
+        Self(WebHost::start(service, WebConfig::default()))
     }
 
     fn relay(&self) -> HttpRelay {
-        HttpRelay::new(&self.base).unwrap()
-    }
-}
-
-impl Drop for TestHost {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        HttpRelay::new(&self.0.base).unwrap()
     }
 }
 
@@ -137,4 +106,40 @@ fn an_unreachable_host_is_unreachable() {
     assert_eq!(error.code, HttpRelay::UNREACHABLE, "{error}");
     let mut client = EnclaveClient::new(relay, constraint_for::<ReverseEnclave>());
     assert!(client.start().is_err());
+}
+
+#[test]
+fn https_with_a_trusted_self_signed_certificate_and_not_without() {
+    let cert = conclave_test_support::web::self_signed_localhost();
+    let tls = conclave_host::web::TlsConfig::from_pem(cert.chain_pem.as_bytes(), cert.key_pem.as_bytes()).unwrap();
+    let service = HostService::in_memory(EnclaveHost::load_mock_restartable::<ReverseEnclave>()).unwrap();
+    let host = WebHost::start(service, WebConfig::default().with_tls(tls));
+    assert!(host.base.starts_with("https://"));
+
+    let options = HttpRelayOptions::default().trust_ca_pem(cert.trust_pem.as_bytes()).unwrap();
+    let relay = HttpRelay::with_options(&host.base, options).unwrap();
+    let mut client = EnclaveClient::new(relay, constraint_for::<ReverseEnclave>());
+    client.start().unwrap();
+    assert_eq!(client.send_mail("t", b"over tls").unwrap().unwrap().body, b"slt revo");
+
+    // Without the certificate, the web roots do not vouch for this host.
+    let error = HttpRelay::new(&host.base).unwrap().attestation().unwrap_err();
+    assert_eq!(error.code, HttpRelay::UNREACHABLE, "{error}");
+    assert!(error.message.to_lowercase().contains("certificate"), "{}", error.message);
+}
+
+#[test]
+fn a_3_mib_mail_refused_as_busy_arrives_as_busy_not_as_a_broken_pipe() {
+    use conclave_test_support::web::{BlockedWorker, Gate};
+    let (gate, entered, release) = Gate::new();
+    let service = HostService::in_memory(EnclaveHost::load_mock(gate)).unwrap();
+    let host = WebHost::start(service, WebConfig::default().with_queue_capacity(1));
+    let worker = BlockedWorker::start(&host, &entered, release);
+
+    // HttpRelay sends `Expect: 100-continue` for a mail this large: the host
+    // refuses from the head, and the body is never sent.
+    let mut relay = HttpRelay::new(&host.base).unwrap();
+    let error = relay.deliver("big", &vec![0x42; 3 * 1024 * 1024]).unwrap_err();
+    assert_eq!(error.code, "BUSY", "{error}");
+    assert_eq!(worker.release(), (200, 200));
 }

@@ -117,18 +117,8 @@ impl HostError {
                 _ => "ENCLAVE_FAILED",
             },
             Self::Simulation(_) => "ENCLAVE_FAILED",
-            Self::Web(e) => match e {
-                web::WebError::Busy => "BUSY",
-                web::WebError::WorkerStopped => "ENCLAVE_UNAVAILABLE",
-                web::WebError::MissingCorrelationId => "MISSING_CORRELATION_ID",
-                web::WebError::InvalidCorrelationId(_) => "INVALID_CORRELATION_ID",
-                web::WebError::PayloadTooLarge { .. } => "PAYLOAD_TOO_LARGE",
-                web::WebError::BadRequest(_) => "BAD_REQUEST",
-                web::WebError::NotFound => "NOT_FOUND",
-                web::WebError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
-                web::WebError::Attestation(_) => "ATTESTATION_INVALID",
-                _ => "HOST_FAILED",
-            },
+            // The web layer's own codes live beside its errors.
+            Self::Web(e) => e.code(),
         }
     }
 

@@ -595,6 +595,137 @@ impl Store {
     }
 }
 
+/// A second connection to an on-disk store, for the web host's polls and
+/// acknowledgements so that they never wait behind an enclave call.
+///
+/// It shares the store's WAL database (readers see every committed batch and
+/// never block the writer; an acknowledgement is a short write that SQLite
+/// serialises with the owner's commits) and takes no lock file: it belongs
+/// to the process that holds the [`Store`]. Open it with [`Store::open_reader`].
+pub struct StoreReader(Store);
+
+impl fmt::Debug for StoreReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreReader").field("path", &self.0.path).finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens another connection to this store's file, or `None` for a store
+    /// in memory (a second connection would see another, empty database).
+    pub fn open_reader(&self) -> Result<Option<StoreReader>, StoreError> {
+        if self.path == Path::new(":memory:") {
+            return Ok(None);
+        }
+        let connection = Connection::open(&self.path).map_err(self.error("opening a second connection"))?;
+        let reader = Self { connection, path: self.path.clone(), _lock: None };
+        reader.configure()?;
+        // Polls read recent replies; a small page cache per reader is enough.
+        reader.connection.pragma_update(None, "cache_size", -512).map_err(reader.error("sizing the page cache"))?;
+        Ok(Some(StoreReader(reader)))
+    }
+
+    /// Forgets correlation ids with no reply queued that were last recorded
+    /// (by a delivery or a reply) before `now_unix - max_idle_secs`; returns
+    /// how many. A forgotten id answers "unknown" until it is used again;
+    /// reply ids stay unique because they never depend on it.
+    pub fn prune_correlation_ids(&mut self, now_unix: i64, max_idle_secs: i64) -> Result<usize, StoreError> {
+        let cutoff = now_unix.saturating_sub(max_idle_secs);
+        self.connection
+            .execute(
+                "DELETE FROM correlation_ids WHERE first_seen_unix < ?1 AND NOT EXISTS \
+                 (SELECT 1 FROM replies WHERE replies.correlation_id = correlation_ids.correlation_id)",
+                [cutoff],
+            )
+            .map_err(self.error("pruning idle correlation ids"))
+    }
+
+    /// Like [`replies`](Self::replies), but stops before the reply that would
+    /// take the total past `max_bytes` (always returning the first one, so a
+    /// large reply is never stuck), so one poll cannot load a whole queue of
+    /// large replies into memory.
+    pub fn replies_within(
+        &self,
+        correlation_id: &str,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<QueuedMail>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT id, length(bytes) FROM replies WHERE correlation_id = ?1 ORDER BY id LIMIT ?2")
+            .map_err(self.error("reading replies"))?;
+        let sizes = statement
+            .query_map(params![correlation_id, limit], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)))
+            .map_err(self.error("reading replies"))?;
+        let mut wanted = Vec::new();
+        let mut total = 0usize;
+        for row in sizes {
+            let (id, len) = row.map_err(self.error("reading replies"))?;
+            total = total.saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
+            if !wanted.is_empty() && total > max_bytes {
+                break;
+            }
+            wanted.push(id);
+        }
+        let mut read = self
+            .connection
+            .prepare_cached("SELECT bytes FROM replies WHERE id = ?1")
+            .map_err(self.error("reading replies"))?;
+        let mut replies = Vec::with_capacity(wanted.len());
+        for id in wanted {
+            // A reply acknowledged between the two reads is simply gone.
+            if let Some(bytes) =
+                read.query_row([id], |row| row.get(0)).optional().map_err(self.error("reading replies"))?
+            {
+                replies.push(QueuedMail { id: row_id(id, &self.path)?, bytes });
+            }
+        }
+        Ok(replies)
+    }
+
+    /// How many correlation ids the store knows.
+    pub fn correlation_id_count(&self) -> Result<u64, StoreError> {
+        let count: i64 = self
+            .connection
+            .query_row("SELECT COUNT(*) FROM correlation_ids", [], |row| row.get(0))
+            .map_err(self.error("counting correlation ids"))?;
+        row_id(count, &self.path)
+    }
+}
+
+impl StoreReader {
+    /// As [`Store::has_correlation_id`].
+    pub fn has_correlation_id(&self, correlation_id: &str) -> Result<bool, StoreError> {
+        self.0.has_correlation_id(correlation_id)
+    }
+
+    /// As [`Store::replies`].
+    pub fn replies(&self, correlation_id: &str, limit: usize) -> Result<Vec<QueuedMail>, StoreError> {
+        self.0.replies(correlation_id, limit)
+    }
+
+    /// As [`Store::replies_within`].
+    pub fn replies_within(
+        &self,
+        correlation_id: &str,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<QueuedMail>, StoreError> {
+        self.0.replies_within(correlation_id, limit, max_bytes)
+    }
+
+    /// As [`Store::acknowledge`].
+    pub fn acknowledge(&mut self, correlation_id: &str, ids: &[u64]) -> Result<usize, StoreError> {
+        self.0.acknowledge(correlation_id, ids)
+    }
+
+    /// As [`Store::queue_depth`].
+    pub fn queue_depth(&self) -> Result<u64, StoreError> {
+        self.0.queue_depth()
+    }
+}
+
 const PUT_META: &str =
     "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 const PUT_SEALED_STATE: &str = "INSERT INTO sealed_state (slot, blob, counter) VALUES (0, ?1, ?2) \
@@ -603,8 +734,11 @@ const PUT_SEALED_STATE: &str = "INSERT INTO sealed_state (slot, blob, counter) V
 /// the branch the enclave is on.
 const PUT_CHAIN: &str = "INSERT INTO chain (counter, state_id, nonce) VALUES (?1, ?2, ?3) \
      ON CONFLICT (counter) DO UPDATE SET state_id = excluded.state_id, nonce = excluded.nonce";
-const RECORD_CORRELATION_ID: &str =
-    "INSERT INTO correlation_ids (correlation_id, first_seen_unix) VALUES (?1, ?2) ON CONFLICT DO NOTHING";
+/// Records an id, or refreshes the time it was last recorded: despite the
+/// column's name, `first_seen_unix` is the last delivery or reply under the
+/// id, which is what pruning idle ids needs.
+const RECORD_CORRELATION_ID: &str = "INSERT INTO correlation_ids (correlation_id, first_seen_unix) VALUES (?1, ?2) \
+     ON CONFLICT (correlation_id) DO UPDATE SET first_seen_unix = excluded.first_seen_unix";
 
 fn database_error<'a>(action: &'static str, path: &'a Path) -> impl Fn(rusqlite::Error) -> StoreError + 'a {
     move |cause| StoreError::Database { action, path: path.to_owned(), cause }
@@ -616,9 +750,9 @@ fn row_id(value: i64, path: &Path) -> Result<u64, StoreError> {
         .map_err(|_| StoreError::Inconsistent { path: path.to_owned(), reason: "negative id or count in a table" })
 }
 
-/// Seconds since the Unix epoch, for the informational `created_unix` and
-/// `first_seen_unix` columns. Nothing in the store decides anything by them; a
-/// future expiry would take the time as an argument.
+/// Seconds since the Unix epoch, written to the `created_unix` and
+/// `first_seen_unix` columns. The one decision taken by them,
+/// [`Store::prune_correlation_ids`], takes the current time as an argument.
 fn unix_now() -> i64 {
     let seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs());
     i64::try_from(seconds).unwrap_or(i64::MAX)

@@ -423,3 +423,54 @@ fn a_store_open_in_one_host_cannot_be_opened_by_another() {
     });
     assert!(reopened.is_some(), "the lock was not released");
 }
+
+fn now_unix() -> i64 {
+    let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    i64::try_from(seconds).unwrap()
+}
+
+#[test]
+fn idle_correlation_ids_with_empty_queues_are_pruned_by_the_given_clock() {
+    let mut store = Store::open_in_memory().unwrap();
+    let ids = store
+        .commit(&Batch {
+            correlation_ids: vec!["empty".to_owned()],
+            replies: vec![reply("waiting", b"not yet acknowledged"), reply("acked", b"done")],
+            ..Batch::default()
+        })
+        .unwrap();
+    assert_eq!(store.acknowledge("acked", &[ids[1]]).unwrap(), 1);
+    let day = 24 * 3600;
+    // Not idle for a day yet: nothing goes.
+    assert_eq!(store.prune_correlation_ids(now_unix(), day).unwrap(), 0);
+    // A day and a bit later: the two empty ids go, the one with a reply stays.
+    assert_eq!(store.prune_correlation_ids(now_unix() + day + 10, day).unwrap(), 2);
+    assert!(!store.has_correlation_id("empty").unwrap());
+    assert!(!store.has_correlation_id("acked").unwrap());
+    assert!(store.has_correlation_id("waiting").unwrap());
+    assert_eq!(store.correlation_id_count().unwrap(), 1);
+    // A later delivery refreshes the id's activity: it survives the next prune.
+    store.commit(&Batch { correlation_ids: vec!["waiting".to_owned()], ..Batch::default() }).unwrap();
+    store.acknowledge("waiting", &[ids[0]]).unwrap();
+    assert_eq!(store.prune_correlation_ids(now_unix() + 10, day).unwrap(), 0);
+    // Reply ids are never reused after pruning.
+    let next = store.commit(&Batch { replies: vec![reply("acked", b"again")], ..Batch::default() }).unwrap();
+    assert!(next[0] > ids[1]);
+}
+
+#[test]
+fn a_reader_sees_committed_replies_and_acknowledges_them() {
+    let (_dir, path) = temp_store();
+    let mut store = Store::open(&path).unwrap();
+    let mut reader = store.open_reader().unwrap().expect("a file store has readers");
+    assert!(Store::open_in_memory().unwrap().open_reader().unwrap().is_none());
+    let ids = store.commit(&Batch { replies: vec![reply("c", b"r1"), reply("c", b"r2")], ..Batch::default() }).unwrap();
+    assert!(reader.has_correlation_id("c").unwrap());
+    assert_eq!(reader.replies("c", 10).unwrap().len(), 2);
+    assert_eq!(reader.acknowledge("c", &[ids[0]]).unwrap(), 1);
+    assert_eq!(reader.queue_depth().unwrap(), 1);
+    // The owner sees the reader's acknowledgement, and keeps committing.
+    assert_eq!(store.queue_len("c").unwrap(), 1);
+    store.commit(&Batch { replies: vec![reply("c", b"r3")], ..Batch::default() }).unwrap();
+    assert_eq!(reader.replies("c", 10).unwrap().len(), 2);
+}

@@ -2,198 +2,19 @@
 //! acknowledgement, every documented error, back-pressure, health, metrics
 //! and a durable store across host restarts.
 
-use std::{
-    net::SocketAddr,
-    sync::mpsc,
-    thread::JoinHandle,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
-use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
-use conclave_core::{
-    EnclaveInstanceInfo, PostOffice, PrivateKey, PublicKey, Rejection, ReplyChain, RequestFrame, ResponseFrame,
-    ResponseKind,
-};
+use conclave_core::{EnclaveInstanceInfo, Rejection, ResponseKind};
 use conclave_enclave::{Enclave, EnclaveContext, EnclaveError, EnclaveMail};
 use conclave_examples::reverse::ReverseEnclave;
-use conclave_host::{
-    EnclaveHost, HostError, HostService, ServiceConfig, mock_identity,
-    store::Store,
-    web::{WebConfig, run},
+use conclave_host::{EnclaveHost, HostService, ServiceConfig, mock_identity, store::Store, web::WebConfig};
+use conclave_test_support::web::{
+    Gate, Party, WebHost as TestHost, ack, agent, answer, get, poll, post_mail, wait_for,
 };
 use rand_core::OsRng;
-use serde_json::Value;
-
-/// A web host serving in a background thread with its own tokio runtime.
-struct TestHost {
-    base: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<Result<(), HostError>>>,
-}
-
-impl TestHost {
-    fn start(service: HostService, config: WebConfig) -> Self {
-        let (addr_tx, addr_rx) = mpsc::channel::<SocketAddr>();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                run(listener, service, config, async {
-                    let _ = stopped.await;
-                })
-                .await
-            })
-        });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).expect("the web host did not bind");
-        Self { base: format!("http://{addr}"), stop: Some(stop), thread: Some(thread) }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// Stops the host and waits for `run` to return.
-    fn stop(mut self) -> Result<(), HostError> {
-        self.stop.take().unwrap().send(()).unwrap();
-        self.thread.take().unwrap().join().unwrap()
-    }
-}
-
-impl Drop for TestHost {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
 
 fn reverse_service() -> HostService {
     HostService::in_memory(EnclaveHost::load_mock_restartable::<ReverseEnclave>()).unwrap()
-}
-
-/// A response read whole.
-struct Answer {
-    status: u16,
-    headers: ureq::http::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|v| v.to_str().unwrap())
-    }
-
-    /// Asserts a JSON error with this status and code.
-    fn assert_error(&self, status: u16, code: &str) {
-        assert_eq!(self.status, status, "body: {}", String::from_utf8_lossy(&self.body));
-        assert!(self.header("content-type").unwrap().starts_with("application/json"));
-        let json = self.json();
-        assert_eq!(json["error"], code, "{json}");
-        assert!(!json["message"].as_str().unwrap().is_empty(), "{json}");
-    }
-}
-
-fn answer(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
-    let mut response = result.expect("HTTP request failed");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.body_mut().with_config().limit(64 * 1024 * 1024).read_to_vec().unwrap();
-    Answer { status, headers, body }
-}
-
-fn get(host: &TestHost, path: &str) -> Answer {
-    answer(agent().get(host.url(path)).call())
-}
-
-fn post_mail(host: &TestHost, correlation_id: Option<&str>, body: &[u8]) -> Answer {
-    let mut request = agent().post(host.url("/v1/mail")).header("content-type", "application/octet-stream");
-    if let Some(id) = correlation_id {
-        request = request.header("Correlation-ID", id);
-    }
-    answer(request.send(body))
-}
-
-fn ack(host: &TestHost, correlation_id: &str, ids: &[u64]) -> Answer {
-    let body = serde_json::json!({ "ids": ids }).to_string();
-    answer(
-        agent()
-            .post(host.url(&format!("/v1/mail/{correlation_id}/ack")))
-            .header("content-type", "application/json")
-            .send(body.as_bytes()),
-    )
-}
-
-/// Polls and decodes `{"replies": [{"id", "mail"}]}`.
-fn poll(host: &TestHost, correlation_id: &str) -> Vec<(u64, Vec<u8>)> {
-    let answer = get(host, &format!("/v1/mail/{correlation_id}"));
-    assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
-    answer.json()["replies"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| (r["id"].as_u64().unwrap(), BASE64.decode(r["mail"].as_str().unwrap()).unwrap()))
-        .collect()
-}
-
-/// A sender: a key and a post office to the host's enclave.
-struct Party {
-    post_office: PostOffice,
-}
-
-impl Party {
-    fn new(host: &TestHost, topic: &str) -> Self {
-        let info = get(host, "/v1/attestation");
-        assert_eq!(info.status, 200);
-        let enclave_key: PublicKey = *EnclaveInstanceInfo::decode(&info.body).unwrap().encryption_key();
-        Self { post_office: PostOffice::new(PrivateKey::generate(&mut OsRng), enclave_key, topic).unwrap() }
-    }
-
-    /// The next mail, behind the request frame of a client that has seen nothing yet.
-    fn mail(&mut self, body: &[u8]) -> Vec<u8> {
-        let frame = RequestFrame { request_id: [1; 16], chain: ReplyChain::START, runs: Vec::new() };
-        self.post_office.encrypt_mail(&frame.wrap(body), &mut OsRng).unwrap()
-    }
-
-    /// Decrypts an answer: its frame and its body.
-    fn answer(&self, reply: &[u8]) -> (ResponseFrame, Vec<u8>) {
-        let mail = self.post_office.decrypt_mail(reply).unwrap();
-        assert_eq!(&mail.sender, self.post_office.destination(), "reply not from the enclave");
-        let (frame, body) = ResponseFrame::unwrap(&mail.body).unwrap();
-        (frame, body.to_vec())
-    }
-
-    /// Decrypts a reply and strips its response frame.
-    fn open(&self, reply: &[u8]) -> Vec<u8> {
-        let (frame, body) = self.answer(reply);
-        assert_eq!(frame.kind, ResponseKind::Reply);
-        body
-    }
-
-    /// The rejection an answer carries.
-    fn rejection(&self, reply: &[u8]) -> Rejection {
-        match self.answer(reply).0.kind {
-            ResponseKind::Rejected(rejection, _) => rejection,
-            other => panic!("expected a rejection, got {other:?}"),
-        }
-    }
 }
 
 fn assert_still_serving(host: &TestHost) {
@@ -344,6 +165,10 @@ fn bad_inputs_get_documented_errors_and_the_host_keeps_serving() {
     ack(&host, "never-used", &[1]).assert_error(404, "UNKNOWN_CORRELATION_ID");
     get(&host, "/v1/mail/bad%20id").assert_error(400, "INVALID_CORRELATION_ID");
     get(&host, "/v1/mail/c1?limit=abc").assert_error(400, "BAD_REQUEST");
+    // openapi.yaml says limit >= 1: 0 is an error that names the parameter, not one reply.
+    let zero = get(&host, "/v1/mail/c1?limit=0");
+    zero.assert_error(400, "BAD_REQUEST");
+    assert!(zero.json()["message"].as_str().unwrap().contains("limit"), "{}", zero.json());
     get(&host, "/v1/nothing-here").assert_error(404, "NOT_FOUND");
     answer(agent().delete(host.url("/v1/attestation")).call()).assert_error(405, "METHOD_NOT_ALLOWED");
     answer(agent().post(host.url("/v1/mail/c1/ack")).send(&b"{\"ids\": \"x\"}"[..])).assert_error(400, "BAD_REQUEST");
@@ -359,70 +184,58 @@ fn bad_inputs_get_documented_errors_and_the_host_keeps_serving() {
     }
 }
 
-/// An enclave whose every mail waits until the test releases it.
-struct Gate {
-    entered: mpsc::Sender<()>,
-    release: mpsc::Receiver<()>,
-}
-
-impl Enclave for Gate {
-    fn receive_mail(
-        &mut self,
-        ctx: &mut EnclaveContext<'_>,
-        mail: EnclaveMail,
-        hint: Option<&str>,
-    ) -> Result<(), EnclaveError> {
-        self.entered.send(()).unwrap();
-        self.release.recv().unwrap();
-        ctx.reply(&mail, &mail.body, hint)
-    }
-}
-
-fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
-fn a_full_worker_queue_answers_503_with_retry_after() {
-    let (entered_tx, entered) = mpsc::channel();
-    let (release, release_rx) = mpsc::channel();
-    let gate = Gate { entered: entered_tx, release: release_rx };
+fn a_full_worker_queue_answers_503_with_retry_after_and_reads_still_answer() {
+    let (gate, entered, release) = Gate::new();
     let service = HostService::in_memory(EnclaveHost::load_mock(gate)).unwrap();
     let config = WebConfig::default().with_queue_capacity(1).with_retry_after(Duration::from_secs(7));
     let host = TestHost::start(service, config);
-    let mut party = Party::new(&host, "t");
-    let mail = party.mail(b"slow");
+    let mut first_party = Party::new(&host, "t");
+    let mut second_party = Party::new(&host, "t");
+    let first_mail = first_party.mail(b"slow");
+    let second_mail = second_party.mail(b"queued");
 
     // The worker blocks inside the enclave with the first mail...
     let base = host.base.clone();
     let blocked = std::thread::spawn(move || {
         let request = agent().post(format!("{base}/v1/mail")).header("Correlation-ID", "slow");
-        answer(request.send(&mail[..]))
+        answer(request.send(&first_mail[..]))
     });
     entered.recv_timeout(Duration::from_secs(20)).expect("the enclave was not called");
-    // ...a second request takes the only queue slot...
+    // ...a second mail takes the only queue slot...
     let base = host.base.clone();
-    let queued = std::thread::spawn(move || answer(agent().get(format!("{base}/v1/attestation")).call()));
-    wait_for("the second request to be queued", || get(&host, "/v1/health").json()["worker_queue"] == 1);
+    let queued = std::thread::spawn(move || {
+        let request = agent().post(format!("{base}/v1/mail")).header("Correlation-ID", "queued");
+        answer(request.send(&second_mail[..]))
+    });
+    wait_for("the second mail to be queued", || get(&host, "/v1/health").json()["worker_queue"] == 1);
 
-    // ...so the third is refused at once.
-    let busy = get(&host, "/v1/attestation");
+    // ...so the third is refused at once,
+    let busy = post_mail(&host, Some("third"), &Party::new(&host, "t").mail(b"no room"));
     busy.assert_error(503, "BUSY");
     assert_eq!(busy.header("retry-after"), Some("7"));
     let metrics = String::from_utf8(get(&host, "/metrics").body).unwrap();
     assert!(metrics.contains("conclave_worker_queue_length 1"), "{metrics}");
+    assert!(metrics.contains("conclave_refused_total{cause=\"busy\"} 1"), "{metrics}");
+    // while attestation, its JSON view and health do not wait behind the mail,
+    assert_eq!(get(&host, "/v1/attestation").status, 200);
+    let json = answer(agent().get(host.url("/v1/attestation")).header("Accept", "application/json").call());
+    assert_eq!(json.status, 200);
+    // and health tells the truth about the refusal.
+    let health = get(&host, "/v1/health").json();
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["reasons"], serde_json::json!(["deliveries_refused_busy"]), "{health}");
 
     release.send(()).unwrap();
     let first = blocked.join().unwrap();
     assert_eq!(first.status, 200);
-    assert_eq!(party.open(&first.body), b"slow");
-    assert_eq!(queued.join().unwrap().status, 200);
+    assert_eq!(first_party.open(&first.body), b"slow");
+    entered.recv_timeout(Duration::from_secs(20)).expect("the queued mail was not delivered");
+    release.send(()).unwrap();
+    let second = queued.join().unwrap();
+    assert_eq!(second.status, 200);
+    assert_eq!(second_party.open(&second.body), b"queued");
     wait_for("the queue to drain", || get(&host, "/v1/health").json()["worker_queue"] == 0);
-    assert_eq!(get(&host, "/v1/attestation").status, 200);
 }
 
 #[test]
@@ -432,6 +245,7 @@ fn health_and_metrics() {
     assert_eq!(health.status, 200);
     let json = health.json();
     assert_eq!(json["status"], "ok");
+    assert_eq!(json["reasons"], serde_json::json!([]));
     assert_eq!(json["enclave"], "running");
     assert_eq!(json["stored_replies"], 0);
 
@@ -500,5 +314,5 @@ fn documented_error_statuses_match_the_code() {
         assert!(openapi.contains(&format!("- {code}\n")), "{code} missing from docs/openapi.yaml");
         rows += 1;
     }
-    assert_eq!(rows, 19, "the error table of docs/http-api.md changed size");
+    assert_eq!(rows, 21, "the error table of docs/http-api.md changed size");
 }

@@ -9,6 +9,7 @@
 pub mod hostile;
 #[cfg(unix)]
 pub mod postgres;
+pub mod web;
 pub mod webhost;
 
 use std::path::{Path, PathBuf};

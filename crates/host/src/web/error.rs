@@ -48,6 +48,38 @@ pub enum WebError {
     /// The enclave's own attestation does not verify.
     #[error("the enclave's attestation does not verify: {0}")]
     Attestation(conclave_core::InfoError),
+    /// A request body did not arrive within the configured time.
+    #[error("the request body did not arrive within {seconds:.1} s: send it faster or raise the host's body timeout")]
+    BodyTimeout {
+        /// The body timeout in seconds.
+        seconds: f64,
+    },
+    /// The store holds as many replies as the host allows over all clients.
+    #[error("the host stores {stored} unacknowledged replies, its limit: retry after clients acknowledge theirs")]
+    ReplyStoreFull {
+        /// Replies stored.
+        stored: u64,
+    },
+    /// Plain HTTP on an address other than loopback, without explicit consent.
+    #[error(
+        "refusing to serve plain HTTP on {address}, which is not a loopback address: give a TLS certificate and \
+         key (conclave host --tls-cert/--tls-key), or accept that anyone on the network can read and forge the \
+         traffic (--insecure-http)"
+    )]
+    PlainHttpOnNetwork {
+        /// The listening address.
+        address: std::net::SocketAddr,
+    },
+    /// The TLS certificate or key cannot be used.
+    #[error("cannot set up TLS: {what} {path}: {reason}")]
+    Tls {
+        /// What was wrong, such as "cannot read the certificate file".
+        what: &'static str,
+        /// The file involved.
+        path: std::path::PathBuf,
+        /// The detail.
+        reason: String,
+    },
     /// Serving failed at the OS level.
     #[error("cannot {action}: {source}")]
     Io {
@@ -71,7 +103,9 @@ impl WebError {
             Self::NotFound => "NOT_FOUND",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Self::Attestation(_) => "ATTESTATION_INVALID",
-            Self::Io { .. } => "HOST_FAILED",
+            Self::BodyTimeout { .. } => "BODY_TIMEOUT",
+            Self::ReplyStoreFull { .. } => "REPLY_STORE_FULL",
+            Self::PlainHttpOnNetwork { .. } | Self::Tls { .. } | Self::Io { .. } => "HOST_FAILED",
         }
     }
 }
@@ -85,7 +119,9 @@ pub fn http_status(code: &str) -> StatusCode {
         "METHOD_NOT_ALLOWED" => StatusCode::METHOD_NOT_ALLOWED,
         "SEQUENCE_REPLAYED" | "SEQUENCE_REORDERED" | "SEQUENCE_GAP" => StatusCode::CONFLICT,
         "PAYLOAD_TOO_LARGE" => StatusCode::PAYLOAD_TOO_LARGE,
+        "BODY_TIMEOUT" => StatusCode::REQUEST_TIMEOUT,
         "REPLY_QUEUE_FULL" => StatusCode::TOO_MANY_REQUESTS,
+        "REPLY_STORE_FULL" => StatusCode::INSUFFICIENT_STORAGE,
         // The mail was well formed and in sequence; the application said no.
         "ENCLAVE_REFUSED" => StatusCode::UNPROCESSABLE_ENTITY,
         "BUSY" | "ENCLAVE_UNAVAILABLE" => StatusCode::SERVICE_UNAVAILABLE,
