@@ -6,7 +6,7 @@ use conclave_client::{EnclaveClient, EnclaveReply, HttpRelay};
 use conclave_core::EnclaveConstraint;
 use conclave_enclave::Enclave;
 use conclave_examples::{auction, psi, reverse::ReverseEnclave, stats};
-use conclave_host::{EnclaveHost, HostService, ServiceConfig, mock_identity, store::Store, web};
+use conclave_host::{EnclaveHost, HostService, ServiceConfig, mock_identity, store::SqliteStore, web};
 
 /// A web host on a loopback port, stopped when dropped.
 struct Served {
@@ -29,7 +29,7 @@ impl Drop for Served {
 fn serve<E: Enclave + Default>() -> (Served, EnclaveConstraint) {
     let service = HostService::new(
         EnclaveHost::load_mock_restartable::<E>(),
-        Store::open_in_memory().unwrap(),
+        SqliteStore::open_in_memory().unwrap(),
         ServiceConfig::new([3; 32]),
     )
     .unwrap();

@@ -34,7 +34,7 @@ use conclave_examples::reverse::{ReverseEnclave, reversed};
 use conclave_host::{
     EnclaveHost, HostService, LocalRelayHandle, ServiceConfig, mock_identity,
     simulation::{MeasuredBinary, SignedEnclave, load_or_create_secret, measure, simulated_attestation_key},
-    store::Store,
+    store::SqliteStore,
     web::{self, WebConfig},
 };
 use rand_core::{OsRng, RngCore};
@@ -217,7 +217,7 @@ fn platform_secret(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
 
 /// Opens the store and starts the enclave (in simulation mode: spawns its process).
 fn start_service(host: EnclaveHost, data_dir: &Path) -> anyhow::Result<HostService> {
-    let store = Store::open(&data_dir.join("host.db"))?;
+    let store = SqliteStore::open(&data_dir.join("host.db"))?;
     let secret = platform_secret(data_dir)?;
     HostService::new(host, store, ServiceConfig::new(secret)).context("cannot start the enclave")
 }
@@ -334,7 +334,7 @@ fn measure_startup(subject: Subject<'_>, data_dir: &Path, repeats: usize) -> any
         let t0 = Instant::now();
         let host = subject.load(data_dir)?;
         let t1 = Instant::now();
-        let store = Store::open(&data_dir.join("host.db"))?;
+        let store = SqliteStore::open(&data_dir.join("host.db"))?;
         let secret = platform_secret(data_dir)?;
         let t2 = Instant::now();
         let service = HostService::new(host, store, ServiceConfig::new(secret)).context("cannot start the enclave")?;

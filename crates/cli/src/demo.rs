@@ -16,7 +16,7 @@ use conclave_examples::stats::{self, Response, Summary};
 use conclave_host::{
     HostService, ServiceConfig,
     simulation::{load_or_create_secret, measure},
-    store::Store,
+    store::SqliteStore,
     web::{self, WebConfig},
 };
 use rand_core::{OsRng, RngCore};
@@ -74,7 +74,7 @@ struct RunningHost {
 
 fn start_host(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<(RunningHost, SocketAddr, String)> {
     let host = samples::simulation_host("stats", data_dir)?;
-    let store = Store::open(&data_dir.join("host.db"))?;
+    let store = SqliteStore::open(&data_dir.join("host.db"))?;
     let secret = load_or_create_secret(&data_dir.join("platform.secret"), || {
         let mut s = vec![0u8; 32];
         OsRng.fill_bytes(&mut s);

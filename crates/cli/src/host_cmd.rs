@@ -18,7 +18,7 @@ use crate::samples;
 use conclave_host::{
     EnclaveHost, HostService, ServiceConfig,
     simulation::{EnclaveLimits, SignedEnclave, check_data_dir, load_or_create_secret, simulated_attestation_key},
-    store::Store,
+    store::SqliteStore,
     web::{TlsConfig, WebConfig, check_transport},
 };
 use rand_core::{OsRng, RngCore};
@@ -329,7 +329,8 @@ pub fn run(args: &HostArgs) -> anyhow::Result<ExitCode> {
     let host = load_enclave(args)?;
     let secret = platform_secret(&args.data_dir)?;
     let store_path = args.data_dir.join(STORE_FILE);
-    let store = Store::open(&store_path).with_context(|| format!("cannot open store {}", store_path.display()))?;
+    let store =
+        SqliteStore::open(&store_path).with_context(|| format!("cannot open store {}", store_path.display()))?;
     let mut service = HostService::new(host, store, ServiceConfig::new(secret)).context("cannot start the enclave")?;
     let mode = match args.mode {
         Mode::Mock => "MOCK",

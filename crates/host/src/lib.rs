@@ -106,6 +106,7 @@ impl HostError {
             Self::NotStarted | Self::AlreadyStarted | Self::NotRestartable => "ENCLAVE_UNAVAILABLE",
             Self::UnknownCorrelationId(_) => "UNKNOWN_CORRELATION_ID",
             Self::ReplyQueueFull { .. } => "REPLY_QUEUE_FULL",
+            Self::Store(e) if e.is_full() => "STORE_FULL",
             Self::Store(_) => "STORE_FAILED",
             Self::Enclave(e) => e.code(),
             // A simulation enclave reports the code its own error maps to;
@@ -114,6 +115,9 @@ impl HostError {
                 "MAIL_INVALID" => "MAIL_INVALID",
                 "ENCLAVE_REFUSED" => "ENCLAVE_REFUSED",
                 "STATE_REFUSED" => "STATE_REFUSED",
+                "KDS_UNTRUSTED" => "KDS_UNTRUSTED",
+                "KDS_REFUSED" => "KDS_REFUSED",
+                "KDS_FAILED" => "KDS_FAILED",
                 _ => "ENCLAVE_FAILED",
             },
             Self::Simulation(_) => "ENCLAVE_FAILED",

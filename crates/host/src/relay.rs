@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use conclave_core::{MailRelay, QueuedMail, RelayError};
 use rand_core::{OsRng, RngCore};
 
-use crate::{EnclaveHost, HostError, HostService, ServiceConfig, store::Store};
+use crate::{EnclaveHost, HostError, HostService, ServiceConfig, store::SqliteStore};
 
 /// The most replies one poll returns.
 const POLL_LIMIT: usize = 1000;
@@ -21,7 +21,7 @@ impl HostService {
     pub fn in_memory(host: EnclaveHost) -> Result<Self, HostError> {
         let mut secret = [0u8; 32];
         OsRng.fill_bytes(&mut secret);
-        Self::new(host, Store::open_in_memory()?, ServiceConfig::new(secret))
+        Self::new(host, SqliteStore::open_in_memory()?, ServiceConfig::new(secret))
     }
 }
 

@@ -66,7 +66,7 @@ impl ServiceConfig {
 #[derive(Debug)]
 pub struct HostService {
     host: EnclaveHost,
-    store: Store,
+    store: Box<dyn Store>,
     config: ServiceConfig,
     traffic: Vec<Traffic>,
     restarts: u64,
@@ -92,7 +92,12 @@ fn last_state(commands: &[HostCommand]) -> Option<u64> {
 impl HostService {
     /// Takes a loaded host and its store. An enclave not yet started is
     /// started from the store's sealed state and mail-to-self.
-    pub fn new(host: EnclaveHost, store: Store, config: ServiceConfig) -> Result<Self, HostError> {
+    pub fn new(host: EnclaveHost, store: impl Store + 'static, config: ServiceConfig) -> Result<Self, HostError> {
+        Self::with_store(host, Box::new(store), config)
+    }
+
+    /// As [`new`](Self::new), with a store chosen at run time (see [`crate::store::open`]).
+    pub fn with_store(host: EnclaveHost, store: Box<dyn Store>, config: ServiceConfig) -> Result<Self, HostError> {
         let mut service = Self {
             host,
             store,
@@ -229,8 +234,8 @@ impl HostService {
     }
 
     /// The store (for tests and operators; it holds only sealed and encrypted bytes).
-    pub fn store_mut(&mut self) -> &mut Store {
-        &mut self.store
+    pub fn store_mut(&mut self) -> &mut dyn Store {
+        self.store.as_mut()
     }
 
     /// What the host saw of recent traffic.
@@ -360,7 +365,7 @@ impl HostService {
     }
 
     /// Replies queued for `correlation_id`, oldest first (at most `limit`).
-    pub fn poll(&self, correlation_id: &str, limit: usize) -> Result<Vec<QueuedMail>, HostError> {
+    pub fn poll(&mut self, correlation_id: &str, limit: usize) -> Result<Vec<QueuedMail>, HostError> {
         if !self.store.has_correlation_id(correlation_id)? {
             return Err(HostError::UnknownCorrelationId(correlation_id.to_owned()));
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use conclave_core::{EnclaveInstanceInfo, Rejection, ResponseKind};
 use conclave_enclave::{Enclave, EnclaveContext, EnclaveError, EnclaveMail};
 use conclave_examples::reverse::ReverseEnclave;
-use conclave_host::{EnclaveHost, HostService, ServiceConfig, mock_identity, store::Store, web::WebConfig};
+use conclave_host::{EnclaveHost, HostService, ServiceConfig, mock_identity, store::SqliteStore, web::WebConfig};
 use conclave_test_support::web::{
     Gate, Party, WebHost as TestHost, ack, agent, answer, get, poll, post_mail, wait_for,
 };
@@ -281,13 +281,13 @@ fn replies_survive_a_host_restart_on_the_same_store() {
             .unwrap()
     };
 
-    let host = TestHost::start(service(Store::open(&db).unwrap()), WebConfig::default());
+    let host = TestHost::start(service(SqliteStore::open(&db).unwrap()), WebConfig::default());
     let mut party = Party::new(&host, "t");
     let first = post_mail(&host, Some("durable"), &party.mail(b"keep me"));
     let id: u64 = first.header("reply-id").unwrap().parse().unwrap();
     host.stop().unwrap();
 
-    let host = TestHost::start(service(Store::open(&db).unwrap()), WebConfig::default());
+    let host = TestHost::start(service(SqliteStore::open(&db).unwrap()), WebConfig::default());
     let queued = poll(&host, "durable");
     assert_eq!(queued, vec![(id, first.body.clone())]);
     assert_eq!(party.open(&queued[0].1), b"em peek");
@@ -314,5 +314,5 @@ fn documented_error_statuses_match_the_code() {
         assert!(openapi.contains(&format!("- {code}\n")), "{code} missing from docs/openapi.yaml");
         rows += 1;
     }
-    assert_eq!(rows, 21, "the error table of docs/http-api.md changed size");
+    assert_eq!(rows, 23, "the error table of docs/http-api.md changed size");
 }

@@ -10,7 +10,7 @@ use std::{
 };
 
 use conclave_examples::reverse::ReverseEnclave;
-use conclave_host::{EnclaveHost, HostService, ServiceConfig, store::Store, web::WebConfig};
+use conclave_host::{EnclaveHost, HostService, ServiceConfig, store::SqliteStore, web::WebConfig};
 use conclave_test_support::web::{
     Answer, BlockedWorker, Gate, Party, WebHost, ack, agent, answer, get, poll, post_mail, wait_for,
 };
@@ -21,7 +21,7 @@ fn reverse_in_memory() -> HostService {
 
 /// A service on a store in a file, so polls and acknowledgements use reader connections.
 fn on_disk(host: EnclaveHost, dir: &tempfile::TempDir) -> HostService {
-    let store = Store::open(&dir.path().join("host.db")).unwrap();
+    let store = SqliteStore::open(&dir.path().join("host.db")).unwrap();
     HostService::new(host, store, ServiceConfig::new([3u8; 32])).unwrap()
 }
 
@@ -382,10 +382,13 @@ fn failing_commits_make_health_degraded() {
         .build()
         .into();
     let mail = party.mail(b"not committed");
-    answer(slow.post(host.url("/v1/mail")).header("Correlation-ID", "c").send(&mail[..]))
-        .assert_error(500, "STORE_FAILED");
+    let refused = answer(slow.post(host.url("/v1/mail")).header("Correlation-ID", "c").send(&mail[..]));
+    refused.assert_error(503, "STORE_FAILED");
+    assert!(refused.header("retry-after").is_some(), "a failed commit says when to retry");
     blocker.join().unwrap();
     let health = get(&host, "/v1/health").json();
     assert_eq!(health["status"], "degraded", "{health}");
     assert!(health["reasons"].as_array().unwrap().contains(&"commits_failing".into()), "{health}");
+    // Nothing of the failed call was kept, so the same mail goes through now.
+    assert_eq!(post_mail(&host, Some("c"), &mail).status, 200);
 }

@@ -6,7 +6,7 @@ use conclave_client::EnclaveClient;
 use conclave_core::{EnclaveConstraint, MailRelay};
 use conclave_enclave::{Enclave, EnclaveContext, EnclaveError, EnclaveIdentity, EnclaveMail, KdsCall, KdsConfig};
 use conclave_host::{
-    EnclaveHost, HostError, HostService, LocalRelayHandle, ServiceConfig, mock_identity, store::Store,
+    EnclaveHost, HostError, HostService, LocalRelayHandle, ServiceConfig, mock_identity, store::SqliteStore,
 };
 use conclave_kds::KdsEnclave;
 
@@ -107,7 +107,7 @@ fn app_host<E: Enclave + Default>(kds: &LocalRelayHandle) -> EnclaveHost {
     host
 }
 
-fn service(host: EnclaveHost, store: Store, secret: u8) -> Result<HostService, HostError> {
+fn service(host: EnclaveHost, store: SqliteStore, secret: u8) -> Result<HostService, HostError> {
     HostService::new(host, store, ServiceConfig::new([secret; 32]))
 }
 
@@ -122,7 +122,8 @@ fn count(client: &mut EnclaveClient<LocalRelayHandle>) -> String {
 #[test]
 fn the_mail_key_is_the_same_at_every_start_so_clients_need_not_attest_again() {
     let kds = kds_of::<KdsEnclave>();
-    let relay = LocalRelayHandle::new(service(app_host::<Counter>(&kds), Store::open_in_memory().unwrap(), 1).unwrap());
+    let relay =
+        LocalRelayHandle::new(service(app_host::<Counter>(&kds), SqliteStore::open_in_memory().unwrap(), 1).unwrap());
     let mut client = EnclaveClient::new(relay.clone(), counter_constraint());
     let key = client.start().unwrap().encryption_key;
     assert_eq!(count(&mut client), "1");
@@ -137,7 +138,8 @@ fn sealed_state_opens_on_another_host_through_the_persistence_key() {
     let kds = kds_of::<KdsEnclave>();
     let dir = tempfile::tempdir().unwrap();
     let a_path = dir.path().join("a.db");
-    let relay = LocalRelayHandle::new(service(app_host::<Counter>(&kds), Store::open(&a_path).unwrap(), 1).unwrap());
+    let relay =
+        LocalRelayHandle::new(service(app_host::<Counter>(&kds), SqliteStore::open(&a_path).unwrap(), 1).unwrap());
     let mut client = EnclaveClient::new(relay.clone(), counter_constraint());
     client.start().unwrap();
     assert_eq!(count(&mut client), "1");
@@ -149,7 +151,8 @@ fn sealed_state_opens_on_another_host_through_the_persistence_key() {
     // Host B: another machine, another platform secret; the same store file copied over.
     let b_path = dir.path().join("b.db");
     std::fs::copy(&a_path, &b_path).unwrap();
-    let relay = LocalRelayHandle::new(service(app_host::<Counter>(&kds), Store::open(&b_path).unwrap(), 2).unwrap());
+    let relay =
+        LocalRelayHandle::new(service(app_host::<Counter>(&kds), SqliteStore::open(&b_path).unwrap(), 2).unwrap());
     let mut client = EnclaveClient::restore(relay, state).unwrap();
     client.start().unwrap();
     assert_eq!(count(&mut client), "3");
@@ -157,14 +160,14 @@ fn sealed_state_opens_on_another_host_through_the_persistence_key() {
     // Without the KDS, the platform secret of host B cannot open it.
     let mut lone = EnclaveHost::load_mock_restartable::<Counter>();
     lone.set_kds(Box::new(|_| Err("no KDS here".into())));
-    let err = service(lone, Store::open(&dir.path().join("b.db")).unwrap(), 2).unwrap_err();
+    let err = service(lone, SqliteStore::open(&dir.path().join("b.db")).unwrap(), 2).unwrap_err();
     assert_eq!(err.code(), "KDS_FAILED");
 }
 
 #[test]
 fn an_enclave_that_does_not_satisfy_the_policy_gets_no_key_and_is_told_which_token_failed() {
     let kds = kds_of::<KdsEnclave>();
-    let err = service(app_host::<Greedy>(&kds), Store::open_in_memory().unwrap(), 1).unwrap_err();
+    let err = service(app_host::<Greedy>(&kds), SqliteStore::open_in_memory().unwrap(), 1).unwrap_err();
     assert_eq!(err.code(), "KDS_REFUSED");
     let message = err.to_string();
     assert!(message.contains("does not satisfy its policy") && message.contains("C/S"), "{message}");
@@ -173,7 +176,7 @@ fn an_enclave_that_does_not_satisfy_the_policy_gets_no_key_and_is_told_which_tok
 #[test]
 fn an_enclave_refuses_a_kds_that_does_not_satisfy_its_kds_constraint() {
     let impostor = kds_of::<Impostor>();
-    let err = service(app_host::<Counter>(&impostor), Store::open_in_memory().unwrap(), 1).unwrap_err();
+    let err = service(app_host::<Counter>(&impostor), SqliteStore::open_in_memory().unwrap(), 1).unwrap_err();
     assert_eq!(err.code(), "KDS_UNTRUSTED");
     assert!(err.to_string().contains("KDS constraint"), "{err}");
 }
@@ -181,7 +184,8 @@ fn an_enclave_refuses_a_kds_that_does_not_satisfy_its_kds_constraint() {
 #[test]
 fn the_kds_state_does_not_grow_with_every_start() {
     let kds = kds_of::<KdsEnclave>();
-    let relay = LocalRelayHandle::new(service(app_host::<Counter>(&kds), Store::open_in_memory().unwrap(), 1).unwrap());
+    let relay =
+        LocalRelayHandle::new(service(app_host::<Counter>(&kds), SqliteStore::open_in_memory().unwrap(), 1).unwrap());
     relay.lock().restart_enclave().unwrap();
     let size = || kds.lock().store_mut().sealed_state().unwrap().unwrap().len();
     let before = size();
@@ -199,7 +203,7 @@ fn two_kds_replicas_sharing_a_master_key_issue_the_same_keys() {
     let open = |path: &std::path::Path| {
         HostService::new(
             EnclaveHost::load_mock_restartable::<KdsEnclave>(),
-            Store::open(path).unwrap(),
+            SqliteStore::open(path).unwrap(),
             ServiceConfig::new([7; 32]),
         )
         .unwrap()
@@ -212,14 +216,15 @@ fn two_kds_replicas_sharing_a_master_key_issue_the_same_keys() {
     let replica = LocalRelayHandle::new(
         HostService::new(
             EnclaveHost::load_mock_restartable::<KdsEnclave>(),
-            Store::open(&replica_path).unwrap(),
+            SqliteStore::open(&replica_path).unwrap(),
             ServiceConfig::new([7; 32]),
         )
         .unwrap(),
     );
     let key_from = |kds: &LocalRelayHandle| {
-        let relay =
-            LocalRelayHandle::new(service(app_host::<Counter>(kds), Store::open_in_memory().unwrap(), 1).unwrap());
+        let relay = LocalRelayHandle::new(
+            service(app_host::<Counter>(kds), SqliteStore::open_in_memory().unwrap(), 1).unwrap(),
+        );
         let mut client = EnclaveClient::new(relay, counter_constraint());
         client.start().unwrap().encryption_key
     };

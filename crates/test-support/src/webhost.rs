@@ -13,7 +13,7 @@ use std::{
 
 use conclave_host::{
     EnclaveHost, HostError, HostService, ServiceConfig,
-    store::Store,
+    store::SqliteStore,
     web::{WebConfig, run},
 };
 
@@ -52,7 +52,7 @@ pub fn platform_secret(dir: &Path) -> [u8; 32] {
 /// A service around `host` on the store and secret of `dir`.
 pub fn service(dir: &Path, host: EnclaveHost) -> Result<HostService, HostError> {
     std::fs::create_dir_all(dir).expect("create the data directory");
-    let store = Store::open(&dir.join(STORE_FILE))?;
+    let store = SqliteStore::open(&dir.join(STORE_FILE))?;
     HostService::new(host, store, ServiceConfig::new(platform_secret(dir)))
 }
 

@@ -13,7 +13,7 @@ use conclave_core::EnclaveInstanceInfo;
 use conclave_host::{
     EnclaveHost, HostError, HostService, ServiceConfig,
     simulation::{EnclaveLimits, SignedEnclave, SimulationError, measure, simulated_attestation_key},
-    store::Store,
+    store::SqliteStore,
 };
 use conclave_test_support::{sign, signed_copy};
 use ed25519_dalek::SigningKey;
@@ -46,7 +46,7 @@ impl Setup {
     }
 
     fn service(&self, limits: EnclaveLimits) -> HostService {
-        let store = Store::open(&self.data().join("host.db")).unwrap();
+        let store = SqliteStore::open(&self.data().join("host.db")).unwrap();
         HostService::new(self.host(limits), store, ServiceConfig::new([7; 32])).unwrap()
     }
 }

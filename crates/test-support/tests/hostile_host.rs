@@ -693,12 +693,12 @@ fn refused_mail_from_fresh_keys_does_not_grow_the_state() {
 /// new senders are refused (authenticated), the state stays bounded.
 #[test]
 fn streams_count_against_the_state_limit() {
-    use conclave_host::{HostService, LocalRelayHandle, ServiceConfig, store::Store};
+    use conclave_host::{HostService, LocalRelayHandle, ServiceConfig, store::SqliteStore};
     let mut config = ServiceConfig::new([3; 32]);
     config.persistent_map_limit = 4096;
     let service = HostService::new(
         EnclaveHost::load_mock_restartable::<ProbeEnclave>(),
-        Store::open_in_memory().unwrap(),
+        SqliteStore::open_in_memory().unwrap(),
         config,
     )
     .unwrap();
@@ -898,12 +898,12 @@ fn a_failed_commit_puts_the_enclave_back_to_the_committed_state() {
 /// A client that never acknowledges cannot fill the host's disk.
 #[test]
 fn a_client_that_never_acknowledges_cannot_fill_the_disk() {
-    use conclave_host::{HostService, LocalRelayHandle, ServiceConfig, store::Store};
+    use conclave_host::{HostService, LocalRelayHandle, ServiceConfig, store::SqliteStore};
     let mut config = ServiceConfig::new([9; 32]);
     config.max_queued_replies = 2;
     let service = HostService::new(
         EnclaveHost::load_mock_restartable::<ProbeEnclave>(),
-        Store::open_in_memory().unwrap(),
+        SqliteStore::open_in_memory().unwrap(),
         config,
     )
     .unwrap();

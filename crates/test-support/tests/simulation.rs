@@ -9,7 +9,7 @@ use conclave_core::{ConstraintError, EnclaveConstraint, EnclaveMode, MailRelay, 
 use conclave_host::{
     EnclaveHost, HostError, HostService, LocalRelayHandle, ServiceConfig,
     simulation::{SignedEnclave, SimulationError, measure},
-    store::Store,
+    store::SqliteStore,
 };
 use conclave_test_support::{sign, signed_copy};
 use tempfile::TempDir;
@@ -38,7 +38,7 @@ impl Setup {
 
     fn service(&self) -> HostService {
         let host = EnclaveHost::load(&self.binary, &self.data()).unwrap();
-        let store = Store::open(&self.data().join("host.db")).unwrap();
+        let store = SqliteStore::open(&self.data().join("host.db")).unwrap();
         let secret =
             conclave_host::simulation::load_or_create_secret(&self.data().join("platform.secret"), || vec![7u8; 32])
                 .unwrap();

@@ -118,6 +118,7 @@ async fn count_errors(State(state): State<AppState>, request: Request, next: Nex
             "REPLY_STORE_FULL" => state.metrics.refuse("reply_store_full"),
             "REPLY_QUEUE_FULL" => state.metrics.refuse("reply_queue_full"),
             "STORE_FAILED" => state.signals.note(&state.signals.store_failed, now),
+            "STORE_FULL" => state.signals.note(&state.signals.store_full, now),
             _ => {}
         }
     }
@@ -322,6 +323,7 @@ async fn health(State(state): State<AppState>) -> Response {
         enclave_running: running,
         busy_recently: signals.within(&signals.busy, config.health_window, now),
         store_failed_recently: signals.within(&signals.store_failed, config.health_window, now),
+        store_full_recently: signals.within(&signals.store_full, config.health_window, now),
         connections_at_cap: open >= config.max_connections
             || signals.within(&signals.connection_cap, config.health_window, now),
         reply_store_full: stored >= config.max_stored_replies,

@@ -117,15 +117,16 @@ pub fn http_status(code: &str) -> StatusCode {
         "MAIL_INVALID" | "MISSING_CORRELATION_ID" | "INVALID_CORRELATION_ID" | "BAD_REQUEST" => StatusCode::BAD_REQUEST,
         "UNKNOWN_CORRELATION_ID" | "NOT_FOUND" => StatusCode::NOT_FOUND,
         "METHOD_NOT_ALLOWED" => StatusCode::METHOD_NOT_ALLOWED,
-        "SEQUENCE_REPLAYED" | "SEQUENCE_REORDERED" | "SEQUENCE_GAP" => StatusCode::CONFLICT,
         "PAYLOAD_TOO_LARGE" => StatusCode::PAYLOAD_TOO_LARGE,
         "BODY_TIMEOUT" => StatusCode::REQUEST_TIMEOUT,
         "REPLY_QUEUE_FULL" => StatusCode::TOO_MANY_REQUESTS,
-        "REPLY_STORE_FULL" => StatusCode::INSUFFICIENT_STORAGE,
+        "REPLY_STORE_FULL" | "STORE_FULL" => StatusCode::INSUFFICIENT_STORAGE,
         // The mail was well formed and in sequence; the application said no.
         "ENCLAVE_REFUSED" => StatusCode::UNPROCESSABLE_ENTITY,
-        "BUSY" | "ENCLAVE_UNAVAILABLE" => StatusCode::SERVICE_UNAVAILABLE,
-        // ENCLAVE_FAILED, STORE_FAILED, HOST_FAILED, ATTESTATION_INVALID and any code added later.
+        // Nothing of the call was committed and the enclave is back at its
+        // committed state: the same mail can be sent again.
+        "BUSY" | "ENCLAVE_UNAVAILABLE" | "STORE_FAILED" => StatusCode::SERVICE_UNAVAILABLE,
+        // ENCLAVE_FAILED, HOST_FAILED, ATTESTATION_INVALID and any code added later.
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -156,18 +157,8 @@ impl IntoResponse for ApiError {
                 tracing::warn!(code = %code, "{}", self.0);
                 "the enclave refused the mail".to_owned()
             }
-            // The enclave's expected number tells an observer how much a
-            // sender has sent: keep it in the log.
-            "SEQUENCE_REPLAYED" | "SEQUENCE_REORDERED" | "SEQUENCE_GAP" => {
-                tracing::info!(code = %code, "{}", self.0);
-                match code.as_str() {
-                    "SEQUENCE_REPLAYED" => "the mail's sequence number was already used: a replay",
-                    "SEQUENCE_REORDERED" => "the mail arrived after a later one from the same sender and topic",
-                    _ => "mail before this one from the same sender and topic is missing",
-                }
-                .to_owned()
-            }
-            _ if status == StatusCode::INTERNAL_SERVER_ERROR => {
+            // Server-side failures name files, databases and internals.
+            _ if status == StatusCode::INTERNAL_SERVER_ERROR || code.starts_with("STORE_") => {
                 tracing::warn!(code = %code, "{}", self.0);
                 "the host failed to handle the request; the operator's log has the detail".to_owned()
             }

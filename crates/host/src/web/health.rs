@@ -29,6 +29,8 @@ pub(crate) struct Signals {
     pub(crate) busy: Recent,
     /// A delivery failed because the store did not commit.
     pub(crate) store_failed: Recent,
+    /// A delivery failed because the store's disk was full.
+    pub(crate) store_full: Recent,
     /// A connection closed at once because the cap was reached.
     pub(crate) connection_cap: Recent,
     /// Connections open now.
@@ -42,6 +44,7 @@ impl Signals {
             epoch: Instant::now(),
             busy: never(),
             store_failed: never(),
+            store_full: never(),
             connection_cap: never(),
             connections_open: AtomicUsize::new(0),
         }
@@ -71,6 +74,7 @@ pub(crate) struct Inputs {
     pub(crate) enclave_running: bool,
     pub(crate) busy_recently: bool,
     pub(crate) store_failed_recently: bool,
+    pub(crate) store_full_recently: bool,
     pub(crate) connections_at_cap: bool,
     pub(crate) reply_store_full: bool,
 }
@@ -80,6 +84,9 @@ pub(crate) fn assess(inputs: Inputs) -> (&'static str, Vec<&'static str>) {
     let mut reasons = Vec::new();
     if !inputs.enclave_running {
         reasons.push("enclave_stopped");
+    }
+    if inputs.store_full_recently {
+        reasons.push("store_full");
     }
     if inputs.store_failed_recently {
         reasons.push("commits_failing");
@@ -109,6 +116,7 @@ mod tests {
         enclave_running: true,
         busy_recently: false,
         store_failed_recently: false,
+        store_full_recently: false,
         connections_at_cap: false,
         reply_store_full: false,
     };
@@ -118,6 +126,7 @@ mod tests {
         assert_eq!(assess(CLEAR), ("ok", vec![]));
         assert_eq!(assess(Inputs { busy_recently: true, ..CLEAR }), ("degraded", vec!["deliveries_refused_busy"]));
         assert_eq!(assess(Inputs { store_failed_recently: true, ..CLEAR }), ("degraded", vec!["commits_failing"]));
+        assert_eq!(assess(Inputs { store_full_recently: true, ..CLEAR }), ("degraded", vec!["store_full"]));
         assert_eq!(assess(Inputs { connections_at_cap: true, ..CLEAR }), ("degraded", vec!["connections_at_cap"]));
         assert_eq!(assess(Inputs { reply_store_full: true, ..CLEAR }), ("degraded", vec!["reply_store_full"]));
         let stopped = assess(Inputs { enclave_running: false, busy_recently: true, ..CLEAR });

@@ -2,13 +2,15 @@
 //! database connections.
 //!
 //! ```text
-//!  GET /v1/mail/{id}, POST /v1/mail/{id}/ack ─► permit (≤ reader_connections) ─► blocking thread ─► StoreReader
+//!  GET /v1/mail/{id}, POST /v1/mail/{id}/ack ─► permit (≤ reader_connections) ─► blocking thread ─► StoreReads
 //! ```
 //!
-//! The store runs in WAL mode, so these connections read every committed
-//! batch without blocking the worker's commits, and an acknowledgement is a
-//! short write serialised with them by SQLite. A store in memory has no
-//! second connection; its polls go through the worker as before.
+//! An SQLite store runs in WAL mode, so these connections read every
+//! committed batch without blocking the worker's commits, and an
+//! acknowledgement is a short write serialised with them by SQLite. On
+//! PostgreSQL they are ordinary connections that never take the call lock.
+//! A store in memory has no second connection; its polls go through the
+//! worker as before.
 
 use std::{
     sync::{Arc, Mutex},
@@ -21,7 +23,7 @@ use tokio::sync::Semaphore;
 use super::WebError;
 use crate::{
     HostError,
-    store::{Store, StoreError, StoreReader},
+    store::{Store, StoreError, StoreReads},
 };
 
 /// How long a poll may wait for a free connection before it is refused as BUSY.
@@ -30,13 +32,13 @@ const WAIT_FOR_A_CONNECTION: Duration = Duration::from_secs(5);
 /// A small pool of reader connections.
 #[derive(Debug)]
 pub(crate) struct Readers {
-    idle: Mutex<Vec<StoreReader>>,
+    idle: Mutex<Vec<Box<dyn StoreReads>>>,
     permits: Semaphore,
 }
 
 impl Readers {
     /// Opens `count` readers on `store`'s file, or `None` for a store in memory.
-    pub(crate) fn open(store: &Store, count: usize) -> Result<Option<Arc<Self>>, HostError> {
+    pub(crate) fn open(store: &dyn Store, count: usize) -> Result<Option<Arc<Self>>, HostError> {
         let mut readers = Vec::with_capacity(count);
         for _ in 0..count {
             match store.open_reader()? {
@@ -50,7 +52,7 @@ impl Readers {
     /// Runs `job` on a free reader in a blocking thread.
     async fn with<T: Send + 'static>(
         self: &Arc<Self>,
-        job: impl FnOnce(&mut StoreReader) -> Result<T, HostError> + Send + 'static,
+        job: impl FnOnce(&mut dyn StoreReads) -> Result<T, HostError> + Send + 'static,
     ) -> Result<T, HostError> {
         let permit = tokio::time::timeout(WAIT_FOR_A_CONNECTION, self.permits.acquire())
             .await
@@ -64,7 +66,7 @@ impl Readers {
         };
         let pool = self.clone();
         let joined = tokio::task::spawn_blocking(move || {
-            let result = job(&mut reader);
+            let result = job(reader.as_mut());
             pool.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(reader);
             result
         })

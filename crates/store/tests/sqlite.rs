@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use conclave_host::store::{Batch, ChainEntry, MAX_CORRELATION_ID_LEN, SCHEMA_VERSION, Store, StoreError};
+use conclave_store::{Batch, ChainEntry, MAX_CORRELATION_ID_LEN, SCHEMA_VERSION, SqliteStore, StoreError};
 
 fn reply(correlation_id: &str, bytes: &[u8]) -> (String, Vec<u8>) {
     (correlation_id.to_owned(), bytes.to_vec())
@@ -23,7 +23,7 @@ fn bytes_of(mail: &[(u64, Vec<u8>)]) -> Vec<&[u8]> {
 
 #[test]
 fn a_committed_batch_reads_back() {
-    let mut store = Store::open_in_memory().unwrap();
+    let mut store = SqliteStore::open_in_memory().unwrap();
     assert_eq!(store.sealed_state().unwrap(), None);
     assert!(store.self_mail().unwrap().is_empty());
 
@@ -51,7 +51,7 @@ fn a_committed_batch_reads_back() {
 
 #[test]
 fn a_batch_without_state_keeps_the_previous_state() {
-    let mut store = Store::open_in_memory().unwrap();
+    let mut store = SqliteStore::open_in_memory().unwrap();
     store.commit(&Batch { sealed_state: Some(b"state 1".to_vec()), ..Batch::default() }).unwrap();
     store.commit(&Batch { replies: vec![reply("alice", b"r")], ..Batch::default() }).unwrap();
     assert_eq!(store.sealed_state().unwrap().as_deref(), Some(&b"state 1"[..]));
@@ -61,7 +61,7 @@ fn a_batch_without_state_keeps_the_previous_state() {
 
 #[test]
 fn self_mail_keeps_its_order_and_is_deleted_by_id() {
-    let mut store = Store::open_in_memory().unwrap();
+    let mut store = SqliteStore::open_in_memory().unwrap();
     store.commit(&Batch { self_mail: vec![b"one".to_vec(), b"two".to_vec()], ..Batch::default() }).unwrap();
     store.commit(&Batch { self_mail: vec![b"three".to_vec()], ..Batch::default() }).unwrap();
     let mail = store.self_mail().unwrap();
@@ -81,7 +81,7 @@ fn self_mail_keeps_its_order_and_is_deleted_by_id() {
 
 #[test]
 fn replies_queue_per_correlation_id_and_acknowledge_deletes_only_that_ids_mail() {
-    let mut store = Store::open_in_memory().unwrap();
+    let mut store = SqliteStore::open_in_memory().unwrap();
     let ids = store
         .commit(&Batch {
             replies: vec![reply("alice", b"a1"), reply("bob", b"b1"), reply("alice", b"a2"), reply("alice", b"a3")],
@@ -113,7 +113,7 @@ fn replies_queue_per_correlation_id_and_acknowledge_deletes_only_that_ids_mail()
 
 #[test]
 fn correlation_ids_are_known_once_recorded_and_stay_known() {
-    let mut store = Store::open_in_memory().unwrap();
+    let mut store = SqliteStore::open_in_memory().unwrap();
     assert!(!store.has_correlation_id("alice").unwrap());
 
     // Mail delivered, reply returned synchronously: nothing queued, but the id is known.
@@ -134,7 +134,7 @@ fn correlation_ids_are_known_once_recorded_and_stay_known() {
 
 #[test]
 fn correlation_ids_are_bounded() {
-    let mut store = Store::open_in_memory().unwrap();
+    let mut store = SqliteStore::open_in_memory().unwrap();
     let longest = "x".repeat(MAX_CORRELATION_ID_LEN);
     store.record_correlation_id(&longest).unwrap();
     assert!(store.record_correlation_id(&format!("{longest}x")).is_err());
@@ -148,7 +148,7 @@ fn correlation_ids_are_bounded() {
 #[test]
 fn a_failed_batch_leaves_nothing() {
     let (_dir, path) = temp_store();
-    let mut store = Store::open(&path).unwrap();
+    let mut store = SqliteStore::open(&path).unwrap();
     store
         .commit(&Batch {
             sealed_state: Some(b"state 1".to_vec()),
@@ -174,7 +174,7 @@ fn a_failed_batch_leaves_nothing() {
     assert!(matches!(error, StoreError::Database { action: "recording a correlation id", .. }), "{error:?}");
     assert!(error.to_string().contains(&path.display().to_string()), "{error}");
 
-    let check = |store: &Store| {
+    let check = |store: &SqliteStore| {
         assert_eq!(store.sealed_state().unwrap().as_deref(), Some(&b"state 1"[..]));
         assert_eq!(bytes_of(&store.self_mail().unwrap()), [b"mail 1"]);
         assert_eq!(store.replies("alice", 10).unwrap().len(), 1);
@@ -187,14 +187,14 @@ fn a_failed_batch_leaves_nothing() {
     store.commit(&Batch { replies: vec![reply("alice", b"reply 3")], ..Batch::default() }).unwrap();
     store.acknowledge("alice", &[store.replies("alice", 10).unwrap()[1].id]).unwrap();
     drop(store);
-    check(&Store::open(&path).unwrap());
+    check(&SqliteStore::open(&path).unwrap());
 }
 
 #[test]
 fn data_survives_close_and_reopen() {
     let (_dir, path) = temp_store();
     let ids = {
-        let mut store = Store::open(&path).unwrap();
+        let mut store = SqliteStore::open(&path).unwrap();
         store.put_meta("instance", b"one").unwrap();
         store
             .commit(&Batch {
@@ -205,7 +205,7 @@ fn data_survives_close_and_reopen() {
             })
             .unwrap()
     };
-    let mut store = Store::open(&path).unwrap();
+    let mut store = SqliteStore::open(&path).unwrap();
     assert_eq!(store.path(), path);
     assert_eq!(store.sealed_state().unwrap().as_deref(), Some(&b"state"[..]));
     assert_eq!(bytes_of(&store.self_mail().unwrap()), [b"m1", b"m2"]);
@@ -219,7 +219,7 @@ fn data_survives_close_and_reopen() {
 
 #[test]
 fn replacing_the_state_for_a_rollback_test_works() {
-    let mut store = Store::open_in_memory().unwrap();
+    let mut store = SqliteStore::open_in_memory().unwrap();
     store.replace_sealed_state_for_testing_only(b"old", 0).unwrap();
     store.commit(&Batch { sealed_state: Some(b"new".to_vec()), states: vec![link(1)], ..Batch::default() }).unwrap();
     store.replace_sealed_state_for_testing_only(b"old", 0).unwrap();
@@ -237,7 +237,7 @@ fn link(counter: u64) -> ChainEntry {
 
 #[test]
 fn states_must_follow_the_stored_one_and_their_links_are_kept() {
-    let mut store = Store::open_in_memory().unwrap();
+    let mut store = SqliteStore::open_in_memory().unwrap();
     let batch = |states: Vec<ChainEntry>| Batch { sealed_state: Some(b"s".to_vec()), states, ..Batch::default() };
     store.commit(&batch(vec![link(1)])).unwrap();
     store.commit(&batch(vec![link(2), link(3)])).unwrap();
@@ -255,11 +255,11 @@ fn states_must_follow_the_stored_one_and_their_links_are_kept() {
 #[test]
 fn an_older_schema_is_refused_with_what_to_do() {
     let (_dir, path) = temp_store();
-    drop(Store::open(&path).unwrap());
+    drop(SqliteStore::open(&path).unwrap());
     let raw = rusqlite::Connection::open(&path).unwrap();
     raw.pragma_update(None, "user_version", 1).unwrap();
     drop(raw);
-    let error = Store::open(&path).unwrap_err();
+    let error = SqliteStore::open(&path).unwrap_err();
     assert!(matches!(error, StoreError::OlderSchema { found: 1, .. }), "{error:?}");
     assert!(error.to_string().contains("new data directory"), "{error}");
 }
@@ -267,12 +267,12 @@ fn an_older_schema_is_refused_with_what_to_do() {
 #[test]
 fn a_newer_schema_is_refused_and_named() {
     let (_dir, path) = temp_store();
-    drop(Store::open(&path).unwrap());
+    drop(SqliteStore::open(&path).unwrap());
     let raw = rusqlite::Connection::open(&path).unwrap();
     raw.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
     drop(raw);
 
-    let error = Store::open(&path).unwrap_err();
+    let error = SqliteStore::open(&path).unwrap_err();
     assert!(
         matches!(error, StoreError::NewerSchema { found, supported, .. } if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION),
         "{error:?}"
@@ -287,7 +287,7 @@ fn another_applications_database_is_refused_and_left_alone() {
     let raw = rusqlite::Connection::open(&path).unwrap();
     raw.execute_batch("CREATE TABLE accounts (name TEXT)").unwrap();
     drop(raw);
-    let error = Store::open(&path).unwrap_err();
+    let error = SqliteStore::open(&path).unwrap_err();
     assert!(matches!(error, StoreError::NotAStore { found: 0, .. }), "{error:?}");
     let raw = rusqlite::Connection::open(&path).unwrap();
     let tables: i64 = raw.query_row("SELECT COUNT(*) FROM sqlite_schema", [], |row| row.get(0)).unwrap();
@@ -295,14 +295,14 @@ fn another_applications_database_is_refused_and_left_alone() {
 
     std::fs::write(&path, b"not a database at all, just some bytes that are long enough to be read as a header....")
         .unwrap();
-    let error = Store::open(&path).unwrap_err();
+    let error = SqliteStore::open(&path).unwrap_err();
     assert!(matches!(error, StoreError::Database { .. }), "{error:?}");
 }
 
 #[test]
 fn store_is_send() {
     fn assert_send<T: Send>() {}
-    assert_send::<Store>();
+    assert_send::<SqliteStore>();
     assert_send::<StoreError>();
 }
 
@@ -318,7 +318,7 @@ const CHILD_CORRELATION_ID: &str = "sigkill";
 #[ignore = "child process of commits_survive_sigkill"]
 fn sigkill_child_commits_until_killed() {
     let Some(path) = std::env::var_os(CHILD_STORE_ENV) else { return };
-    let mut store = Store::open(Path::new(&path)).unwrap();
+    let mut store = SqliteStore::open(Path::new(&path)).unwrap();
     // Bounded so an orphaned child stops by itself.
     for n in 1..=100_000u64 {
         store
@@ -386,7 +386,7 @@ fn commits_survive_sigkill() {
     let status = child.0.wait().unwrap();
     assert_eq!(status.signal(), Some(9), "the child was not killed mid-run: {status:?}");
 
-    let store = Store::open(&path).unwrap();
+    let store = SqliteStore::open(&path).unwrap();
     let state = String::from_utf8(store.sealed_state().unwrap().unwrap()).unwrap();
     let committed: u64 = state.strip_prefix("state ").unwrap().parse().unwrap();
     // Every batch whose commit returned is there; at most one more (committed,
@@ -406,15 +406,15 @@ fn commits_survive_sigkill() {
 fn a_store_open_in_one_host_cannot_be_opened_by_another() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("host.db");
-    let first = conclave_host::store::Store::open(&path).unwrap();
-    let err = conclave_host::store::Store::open(&path).unwrap_err();
-    assert!(matches!(err, conclave_host::store::StoreError::InUse { .. }), "{err}");
+    let first = conclave_store::SqliteStore::open(&path).unwrap();
+    let err = conclave_store::SqliteStore::open(&path).unwrap_err();
+    assert!(matches!(err, conclave_store::StoreError::InUse { .. }), "{err}");
     assert!(err.to_string().contains("own data directory"), "{err}");
     drop(first);
     // Released on drop. Another test in this binary may be forking a child at
     // this instant, which holds a copy of the lock until it execs (the file
     // is close-on-exec), so allow that moment to pass.
-    let reopened = (0..50).find_map(|_| match conclave_host::store::Store::open(&path) {
+    let reopened = (0..50).find_map(|_| match conclave_store::SqliteStore::open(&path) {
         Ok(store) => Some(store),
         Err(_) => {
             std::thread::sleep(std::time::Duration::from_millis(20));
@@ -431,7 +431,7 @@ fn now_unix() -> i64 {
 
 #[test]
 fn idle_correlation_ids_with_empty_queues_are_pruned_by_the_given_clock() {
-    let mut store = Store::open_in_memory().unwrap();
+    let mut store = SqliteStore::open_in_memory().unwrap();
     let ids = store
         .commit(&Batch {
             correlation_ids: vec!["empty".to_owned()],
@@ -461,9 +461,9 @@ fn idle_correlation_ids_with_empty_queues_are_pruned_by_the_given_clock() {
 #[test]
 fn a_reader_sees_committed_replies_and_acknowledges_them() {
     let (_dir, path) = temp_store();
-    let mut store = Store::open(&path).unwrap();
+    let mut store = SqliteStore::open(&path).unwrap();
     let mut reader = store.open_reader().unwrap().expect("a file store has readers");
-    assert!(Store::open_in_memory().unwrap().open_reader().unwrap().is_none());
+    assert!(SqliteStore::open_in_memory().unwrap().open_reader().unwrap().is_none());
     let ids = store.commit(&Batch { replies: vec![reply("c", b"r1"), reply("c", b"r2")], ..Batch::default() }).unwrap();
     assert!(reader.has_correlation_id("c").unwrap());
     assert_eq!(reader.replies("c", 10).unwrap().len(), 2);
