@@ -9,5 +9,6 @@ export default defineConfig({
     hookTimeout: 180_000,
     // The host tests start real hosts: one file at a time on a 2-core machine.
     fileParallelism: false,
+    globalSetup: ["test/global-setup.ts"],
   },
 });
