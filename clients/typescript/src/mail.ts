@@ -74,7 +74,7 @@ export interface MailHeader {
 }
 
 /** A header with a checked topic. */
-export function mailHeader(topic: string, sequenceNumber: bigint | number, envelope = new Uint8Array(0)): MailHeader {
+export function mailHeader(topic: string, sequenceNumber: bigint | number, envelope: Uint8Array = new Uint8Array(0)): MailHeader {
   validateTopic(topic);
   if (envelope.length > 0xffff) {
     throw new MailError("envelope_too_long", `envelope of ${envelope.length} bytes is too long (at most 65535)`);

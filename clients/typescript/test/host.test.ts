@@ -1,5 +1,5 @@
 // The TypeScript client against a real `conclave host`, over HTTP, like a user.
-import { statSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -81,6 +81,13 @@ describe("against conclave host --example reverse (simulation)", () => {
     const client = await EnclaveClient.create(relay, constraint, { storage: new FileStorage(path) });
     const info = await client.start();
     expect(info.mode).toBe("SIMULATION");
+    // The host serves the party's page, exactly the committed bundle.
+    const page = await fetch(`${host.url}/`);
+    expect(page.headers.get("content-type")).toBe("text/html; charset=utf-8");
+    expect(await page.text()).toContain("/page/app.js");
+    const app = await (await fetch(`${host.url}/page/app.js`)).text();
+    expect(app === readFileSync(new URL("../page-dist/app.js", import.meta.url), "utf8")).toBe(true);
+    expect(await (await fetch(`${host.url}/v1/page`)).json()).toEqual({ sample: "reverse" });
     expect(info.identity.security).toBe("INSECURE");
 
     const a0 = await client.sendMail("alpha", utf8.encode("hello"));

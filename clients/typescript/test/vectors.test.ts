@@ -106,7 +106,7 @@ describe("exchange-v2.json", () => {
 describe("frames-v1.json", () => {
   const v = vector("frames-v1.json");
 
-  it.each(v.requests.map((r: any) => [r.name, r]))("request: %s", (_name, r: any) => {
+  it.each(v.requests.map((r: any) => [r.name, r]) as [string, any][])("request: %s", (_name, r: any) => {
     const frame = { requestId: hex(r.request_id), chain: chainOf(r.chain), runs: r.runs.map(cp) };
     expect(toHex(wrapRequest(frame, hex(r.body)))).toBe(r.encoded);
     const back = unwrapRequest(hex(r.encoded));
@@ -115,7 +115,7 @@ describe("frames-v1.json", () => {
     expect(back.frame.runs.length).toBe(r.runs.length);
   });
 
-  it.each(v.responses.map((r: any) => [r.name, r]))("response: %s", (_name, r: any) => {
+  it.each(v.responses.map((r: any) => [r.name, r]) as [string, any][])("response: %s", (_name, r: any) => {
     const kind =
       r.kind === "rejected"
         ? {
@@ -142,7 +142,7 @@ describe("frames-v1.json", () => {
     expect(toHex(back.body)).toBe(r.body);
   });
 
-  it.each(v.invalid.map((r: any) => [r.name, r]))("invalid: %s", (_name, r: any) => {
+  it.each(v.invalid.map((r: any) => [r.name, r]) as [string, any][])("invalid: %s", (_name, r: any) => {
     const read = r.frame === "request" ? unwrapRequest : unwrapResponse;
     let error: any;
     try {
@@ -183,7 +183,7 @@ describe("freshness-v1.json", () => {
     expect(v.recent_links).toBe(32);
   });
 
-  it.each(v.client_scenarios.map((s: any) => [s.name, s]))("client: %s", (_name, s: any) => {
+  it.each(v.client_scenarios.map((s: any) => [s.name, s]) as [string, any][])("client: %s", (_name, s: any) => {
     const verifier = new ReplyChainVerifier();
     for (const step of s.steps) {
       const link = { index: BigInt(step.link.index), previous: hex(step.link.previous) };
@@ -196,7 +196,7 @@ describe("freshness-v1.json", () => {
     expect(toHex(verifier.head.digest)).toBe(s.head.digest);
   });
 
-  it.each(v.enclave_checks.map((c: any) => [c.name, c]))("enclave: %s", (_name, c: any) => {
+  it.each(v.enclave_checks.map((c: any) => [c.name, c]) as [string, any][])("enclave: %s", (_name, c: any) => {
     const verdict = checkRequest(chainOf(c.recorded), chainOf(c.claimed), c.runs.map(cp), c.history.map(cp));
     expect(verdict ?? "accept").toBe(c.verdict);
   });
@@ -237,7 +237,7 @@ describe("info-v2.json", () => {
 describe("attestations-v2.json", () => {
   const v = vector("attestations-v2.json");
 
-  it.each(v.cases.map((c: any) => [c.name, c]))("%s", (_name, c: any) => {
+  it.each(v.cases.map((c: any) => [c.name, c]) as [string, any][])("%s", (_name, c: any) => {
     const info = decodeInfo(hex(c.encoded));
     if (c.verdict.ok) {
       expect(infoToJson(verifyInfo(info, BigInt(v.verified_at)))).toEqual(c.verdict.ok);
@@ -257,13 +257,13 @@ describe("attestations-v2.json", () => {
 describe("constraints-v1.json", () => {
   const v = vector("constraints-v1.json");
 
-  it.each(v.valid.map((c: any) => [c.input, c]))("valid %j", (_input, c: any) => {
+  it.each(v.valid.map((c: any) => [c.input, c]) as [string, any][])("valid %j", (_input, c: any) => {
     expect(EnclaveConstraint.parse(c.input).toString()).toBe(c.canonical);
     // The canonical form parses to itself.
     expect(EnclaveConstraint.parse(c.canonical).toString()).toBe(c.canonical);
   });
 
-  it.each(v.invalid.map((c: any) => [c.input, c]))("invalid %j", (_input, c: any) => {
+  it.each(v.invalid.map((c: any) => [c.input, c]) as [string, any][])("invalid %j", (_input, c: any) => {
     let error: any;
     try {
       EnclaveConstraint.parse(c.input);
@@ -285,7 +285,7 @@ describe("constraint-checks-v1.json", () => {
   const v = vector("constraint-checks-v1.json");
   const sim = v.cases.find((c: any) => c.name === "simulation by signer and product").encoded;
 
-  it.each(v.cases.map((c: any) => [c.name, c]))("%s", (_name, c: any) => {
+  it.each(v.cases.map((c: any) => [c.name, c]) as [string, any][])("%s", (_name, c: any) => {
     const constraint = EnclaveConstraint.parse(c.constraint);
     let result: unknown = "ok";
     try {
@@ -296,7 +296,7 @@ describe("constraint-checks-v1.json", () => {
     expect(result).toEqual(c.result);
   });
 
-  it.each(v.periods.map((p: any) => [p.period, p]))("EXPIRE:%s", (period, p: any) => {
+  it.each(v.periods.map((p: any) => [p.period, p]) as [string, any][])("EXPIRE:%s", (period, p: any) => {
     const text = `C:${"c0".repeat(32)} SEC:INSECURE EXPIRE:${period}`;
     let result: unknown = "ok";
     try {

@@ -179,7 +179,12 @@ pub fn run(args: &HostArgs) -> anyhow::Result<ExitCode> {
     if let Some(conclave_core::Evidence::Simulation { attestation_key, .. }) = info.as_ref().map(|i| i.evidence()) {
         eprintln!("simulated attestation key: {} (clients pin it with SIMKEY:<hex>)", hex::encode(attestation_key));
     }
-    let config = WebConfig::default().with_max_body_bytes(args.max_body_bytes).with_queue_capacity(args.queue_capacity);
+    let mut config =
+        WebConfig::default().with_max_body_bytes(args.max_body_bytes).with_queue_capacity(args.queue_capacity);
+    if let Some(name) = &args.example {
+        // The party's page at `/` shows this sample's form.
+        config = config.with_page_sample(name.as_str());
+    }
 
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;

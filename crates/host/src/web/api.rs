@@ -46,6 +46,7 @@ struct AppState {
 pub(crate) fn router(worker: WorkerHandle, metrics: Arc<Metrics>, config: WebConfig) -> Router {
     let limit = config.max_body_bytes;
     let admission = Arc::new(tokio::sync::Semaphore::new(config.queue_capacity.max(1) + 1));
+    let page = super::page::routes(config.page_sample.clone());
     let state = AppState { worker, metrics, config: Arc::new(config), admission };
     Router::new()
         .route("/v1/attestation", get(attestation))
@@ -54,6 +55,7 @@ pub(crate) fn router(worker: WorkerHandle, metrics: Arc<Metrics>, config: WebCon
         .route("/v1/mail/{correlation_id}/ack", post(acknowledge))
         .route("/v1/health", get(health))
         .route("/metrics", get(metrics_text))
+        .merge(page)
         .fallback(|| async { ApiError::from(WebError::NotFound) })
         .method_not_allowed_fallback(|| async { ApiError::from(WebError::MethodNotAllowed) })
         .layer(middleware::from_fn_with_state(state.clone(), count_errors))

@@ -29,6 +29,7 @@
 mod api;
 mod error;
 mod metrics;
+mod page;
 mod worker;
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -52,6 +53,9 @@ pub struct WebConfig {
     pub retry_after: Duration,
     /// The most replies one poll returns.
     pub poll_limit: usize,
+    /// The sample enclave the host runs, if it is one: the party's page at
+    /// `/` shows that sample's form (`GET /v1/page`).
+    pub page_sample: Option<String>,
 }
 
 impl Default for WebConfig {
@@ -62,6 +66,7 @@ impl Default for WebConfig {
             queue_capacity: 64,
             retry_after: Duration::from_secs(1),
             poll_limit: 100,
+            page_sample: None,
         }
     }
 }
@@ -82,6 +87,12 @@ impl WebConfig {
     /// Sets the `Retry-After` of 503 responses (whole seconds, at least 1).
     pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
         self.retry_after = retry_after;
+        self
+    }
+
+    /// Names the sample enclave the party's page offers a form for.
+    pub fn with_page_sample(mut self, sample: impl Into<String>) -> Self {
+        self.page_sample = Some(sample.into());
         self
     }
 

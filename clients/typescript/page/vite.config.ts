@@ -1,0 +1,26 @@
+import { fileURLToPath } from "node:url";
+
+import { defineConfig } from "vite";
+
+// The party's page, built to page-dist/ with fixed names so the host can
+// embed it and the tests can compare the committed bundle with a fresh build.
+export default defineConfig({
+  root: fileURLToPath(new URL(".", import.meta.url)),
+  base: "/page/",
+  logLevel: "warn",
+  build: {
+    outDir: process.env.CONCLAVE_PAGE_OUT ?? fileURLToPath(new URL("../page-dist", import.meta.url)),
+    emptyOutDir: true,
+    assetsDir: "",
+    target: "es2022",
+    modulePreload: false,
+    reportCompressedSize: false,
+    rollupOptions: {
+      output: {
+        entryFileNames: "app.js",
+        // The page's one stylesheet is style.css, whatever rollup calls it.
+        assetFileNames: (asset) => (asset.names.some((n) => n.endsWith(".css")) ? "style.css" : "[name][extname]"),
+      },
+    },
+  },
+});
