@@ -1,0 +1,34 @@
+// Debian's chromium, headless, with nothing that talks to the network by itself.
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { type Browser, chromium } from "playwright-core";
+
+export const CHROMIUM = process.env.CONCLAVE_CHROMIUM ?? "/usr/bin/chromium";
+
+export const FLAGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+/**
+ * Launches chromium. Playwright gives every launch a fresh temporary
+ * --user-data-dir of its own (it refuses one in `args`); we name the
+ * directory it is created under, so nothing of the user's profile is used.
+ */
+export function launch(): Promise<Browser> {
+  const profiles = mkdtempSync(join(tmpdir(), "conclave-chromium-"));
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: FLAGS,
+    env: { ...process.env, TMPDIR: profiles, HOME: profiles },
+  });
+}
