@@ -39,7 +39,8 @@ pub enum Mode {
 #[command(group(clap::ArgGroup::new("enclave_to_run").required(true).args(["enclave", "example"])))]
 #[command(after_help = "\
 Prints `listening on http://ADDR:PORT` on stdout once it serves (port 0 picks a free port).
-The HTTP API is described in docs/http-api.md. The data directory keeps the store (host.db:
+The HTTP API is described in docs/http-api.md; a party's page that attests and encrypts in the
+browser is served at / (clients/typescript/README.md). The data directory keeps the store (host.db:
 sealed state, mail to self, reply queues) and the platform secret (platform.secret, mode 0600).
 
 Exit codes:
