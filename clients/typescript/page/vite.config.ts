@@ -8,6 +8,8 @@ export default defineConfig({
   root: fileURLToPath(new URL(".", import.meta.url)),
   base: "/page/",
   logLevel: "warn",
+  // The same bundle whatever NODE_ENV the build runs under (vitest sets "test").
+  define: { "process.env.NODE_ENV": JSON.stringify("production") },
   build: {
     outDir: process.env.CONCLAVE_PAGE_OUT ?? fileURLToPath(new URL("../page-dist", import.meta.url)),
     emptyOutDir: true,

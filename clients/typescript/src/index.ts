@@ -18,6 +18,7 @@ export * from "./client.js";
 export * from "./constraint.js";
 export * from "./frame.js";
 export * from "./freshness.js";
+export * from "./hardware.js";
 export * from "./http.js";
 export * from "./info.js";
 export * from "./mail.js";

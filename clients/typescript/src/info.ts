@@ -4,15 +4,16 @@
  * (report data = SHA-512(signing key ‖ encryption key)), the run signature,
  * and that the encryption key is not low-order.
  *
- * Mock and simulation evidence are verified here. Hardware evidence (SGX
- * DCAP, TDX, SEV-SNP, Nitro) is refused by this client: it says so by name
- * rather than accept what it cannot check.
+ * Mock and simulation evidence are verified here; Intel SGX DCAP and TDX
+ * quotes in `hardware.ts`. AMD SEV-SNP and AWS Nitro evidence are refused by
+ * name rather than accepted unchecked.
  */
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { sha512 } from "@noble/hashes/sha2.js";
 
 import { Reader, concat, equal, readU16, readU32, readU64, toHex, utf8 } from "./bytes.js";
 import { type StateCheckpoint, checkpointBytes, checkpointFromBytes, formatCheckpoint } from "./freshness.js";
+import { HardwareError, decodeHardware, verifyHardware } from "./hardware.js";
 import { isLowOrder } from "./mail.js";
 
 export const INFO_VERSION = 2;
@@ -20,9 +21,6 @@ const INFO_MAGIC = utf8.encode("CEII");
 const SIMULATION_DOMAIN = utf8.encode("conclave-simulated-evidence-v1\0");
 const RUN_DOMAIN = utf8.encode("conclave-run-start-v1\0");
 const REPORT_LEN = 32 + 32 + 2 + 2 + 64 + 8;
-
-/** The hardware evidence kinds, by the tag of their encoding (docs/attestation.md). */
-const HARDWARE_KINDS: Record<number, string> = { 1: "sgx-dcap", 2: "tdx", 3: "sev-snp", 4: "nitro" };
 
 export type InfoErrorKind =
   | "malformed"
@@ -32,6 +30,7 @@ export type InfoErrorKind =
   | "signing_key"
   | "low_order_key"
   | "run_signature"
+  | "hardware"
   | "hardware_unsupported";
 
 /** Why an EnclaveInstanceInfo could not be decoded or verified; messages match the Rust client's. */
@@ -165,10 +164,9 @@ export function decodeInfo(bytes: Uint8Array): EnclaveInstanceInfo {
       signature: body.slice(REPORT_LEN + 32),
     };
   } else if (tag === 3) {
-    // HardwareEvidence: encoding version 1, then the kind tag (docs/attestation.md).
-    const tee = body.length >= 2 && body[0] === 1 ? HARDWARE_KINDS[body[1]!] : undefined;
-    if (!tee) throw malformed("hardware evidence is malformed");
-    evidence = { kind: "hardware", tee, bytes: body.slice() };
+    const hardware = decodeHardware(body);
+    if (!hardware) throw malformed("hardware evidence is malformed");
+    evidence = { kind: "hardware", tee: hardware.tee, bytes: body.slice() };
   } else {
     throw malformed("unknown evidence kind");
   }
@@ -264,11 +262,8 @@ function reportIdentity(report: EnclaveReport, reason: string, key: Uint8Array |
   };
 }
 
-/**
- * Verifies `info` at `nowUnix` (unused for mock and simulation evidence,
- * which carry their own timestamp; kept so hardware verification can slot in).
- */
-export function verifyInfo(info: EnclaveInstanceInfo, _nowUnix: bigint): VerifiedEnclaveInfo {
+/** Verifies `info` at `nowUnix` (hardware collateral must be valid then). */
+export function verifyInfo(info: EnclaveInstanceInfo, nowUnix: bigint): VerifiedEnclaveInfo {
   if (!validEd25519Key(info.dataSigningKey)) {
     throw new InfoError("signing_key", "data-signing key is not a valid ed25519 public key");
   }
@@ -276,7 +271,9 @@ export function verifyInfo(info: EnclaveInstanceInfo, _nowUnix: bigint): Verifie
   const e = info.evidence;
   let mode: EnclaveMode;
   let identity: AttestedIdentity;
+  let reportData: Uint8Array;
   if (e.kind === "mock") {
+    reportData = e.report.reportData;
     mode = "MOCK";
     identity = reportIdentity(e.report, MOCK_REASON, undefined);
   } else if (e.kind === "simulation") {
@@ -284,18 +281,36 @@ export function verifyInfo(info: EnclaveInstanceInfo, _nowUnix: bigint): Verifie
       throw new InfoError("simulation_signature", "simulated evidence signature is invalid: the evidence was altered");
     }
     mode = "SIMULATION";
+    reportData = e.report.reportData;
     identity = reportIdentity(e.report, SIMULATION_REASON, e.attestationKey);
   } else {
-    throw new InfoError(
-      "hardware_unsupported",
-      `${e.tee} evidence is not supported by this client yet: verify it with the Rust client ` +
-        "(`conclave attest`), or run the enclave in simulation mode for a demonstration",
-    );
+    let v;
+    try {
+      v = verifyHardware(e.bytes, nowUnix);
+    } catch (err) {
+      if (!(err instanceof HardwareError)) throw err;
+      if (err.unsupported) throw new InfoError("hardware_unsupported", err.reason);
+      throw new InfoError("hardware", `${e.tee} evidence failed verification: ${err.reason}`);
+    }
+    mode = v.debug ? "DEBUG" : "RELEASE";
+    identity = {
+      codeHash: v.measurement,
+      signer: v.signer,
+      productId: v.productId,
+      revocationLevel: v.revocationLevel,
+      security: v.security,
+      securityReason: v.securityReason,
+      // A DCAP quote carries no creation time: EXPIRE cannot be satisfied.
+      timestampUnix: undefined,
+      tee: v.tee,
+      simulatedAttestationKey: undefined,
+    };
+    reportData = v.reportData;
   }
-  if (!equal(e.report.reportData, expected)) {
+  if (!equal(reportData, expected)) {
     throw new InfoError(
       "key_binding",
-      `key binding failed: report data ${toHex(e.report.reportData)} is not SHA-512 of the enclave's keys (${toHex(expected)})`,
+      `key binding failed: report data ${toHex(reportData)} is not SHA-512 of the enclave's keys (${toHex(expected)})`,
     );
   }
   // The keys are the evidence's; the run checkpoint is the signing key's word.

@@ -14,7 +14,8 @@ it("the committed page bundle equals a fresh build (run `npm run build:page` and
   try {
     execFileSync(join(HERE, "node_modules/.bin/vite"), ["build", "--config", "page/vite.config.ts"], {
       cwd: HERE,
-      env: { ...process.env, CONCLAVE_PAGE_OUT: out },
+      // vitest sets NODE_ENV=test, which would change what vite inlines.
+      env: { ...process.env, NODE_ENV: "production", CONCLAVE_PAGE_OUT: out },
       stdio: "pipe",
     });
     const committed = join(HERE, "page-dist");

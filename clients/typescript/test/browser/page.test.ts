@@ -9,6 +9,7 @@ import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { Host, removeDir } from "../host.js";
+import { vector } from "../vectors.js";
 import { launch } from "./chromium.js";
 
 const ARTIFACTS = fileURLToPath(new URL("../../test-artifacts/", import.meta.url));
@@ -22,7 +23,7 @@ class Proxy {
     readonly url: string,
   ) {}
 
-  static async start(target: string, tamper: boolean): Promise<Proxy> {
+  static async start(target: string, tamper: boolean, attestation?: Buffer): Promise<Proxy> {
     const to = new URL(target);
     let proxy: Proxy | undefined;
     const server = createServer((req, res) => {
@@ -37,9 +38,10 @@ class Proxy {
             const parts: Buffer[] = [];
             up.on("data", (c: Buffer) => parts.push(c));
             up.on("end", () => {
-              const answer = Buffer.concat(parts);
+              let answer: Buffer = Buffer.concat(parts);
               const binary = up.headers["content-type"] === "application/octet-stream";
               if (tamper && req.url === "/v1/attestation" && binary) answer[answer.length - 1]! ^= 1;
+              if (attestation && req.url === "/v1/attestation" && binary) answer = attestation;
               const headers = { ...up.headers, "content-length": String(answer.length) };
               delete headers["transfer-encoding"];
               res.writeHead(up.statusCode ?? 502, headers);
@@ -146,6 +148,19 @@ describe.skipIf(skip)("the party's page in chromium", () => {
     expect(await page.locator("#stats-submit").isDisabled()).toBe(true);
     expect(await page.locator("#locked").isVisible()).toBe(true);
     await page.screenshot({ path: `${ARTIFACTS}page-tampered.png`, fullPage: true });
+  });
+
+  it("verifies SGX DCAP evidence in the browser (dcap-qvl) before it checks the key binding", async () => {
+    const sgx = vector("hardware-v1.json").cases.find((c: { kind: string }) => c.kind === "sgx-dcap");
+    const serving = await Proxy.start(host.url, false, Buffer.from(sgx.encoded, "hex"));
+    proxies.push(serving);
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    // Inside the collateral's validity window.
+    await page.clock.setFixedTime(new Date(sgx.within * 1000));
+    await page.goto(`${serving.url}/?constraint=${encodeURIComponent(`C:${sgx.identity.code_hash} SEC:STALE`)}`);
+    await page.getByText("Nothing will be sent: the attestation is refused").waitFor();
+    expect(await page.locator("#verdict").textContent()).toContain(sgx.verdict_within.error);
   });
 
   it("refuses an enclave that fails the constraint and names the token", async () => {
