@@ -2,7 +2,6 @@
 import { describe, expect, it } from "vitest";
 
 import {
-  ClientError,
   EnclaveClient,
   EnclaveConstraint,
   MemoryStorage,
@@ -16,6 +15,7 @@ import {
   wrapResponse,
 } from "../src/index.js";
 import { CONSTRAINT, FakeEnclave } from "./fake-enclave.js";
+import { failure } from "./failure.js";
 
 const text = (b: Uint8Array | undefined): string => lossyUtf8.decode(b);
 const noWait = { sleep: async () => {} };
@@ -24,16 +24,6 @@ async function started(enclave = new FakeEnclave(), storage?: MemoryStorage): Pr
   const client = await EnclaveClient.create(enclave, EnclaveConstraint.parse(CONSTRAINT), { ...noWait, ...(storage ? { storage } : {}) });
   await client.start();
   return [client, enclave];
-}
-
-async function failure(p: Promise<unknown>): Promise<ClientError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof ClientError) return e;
-    throw e;
-  }
-  throw new Error("expected the call to fail");
 }
 
 describe("the client", () => {

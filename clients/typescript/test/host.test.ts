@@ -6,7 +6,6 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 
 import {
-  ClientError,
   EnclaveClient,
   EnclaveConstraint,
   HttpRelay,
@@ -18,6 +17,7 @@ import {
   utf8,
 } from "../src/index.js";
 import { FileStorage } from "../src/node.js";
+import { failure } from "./failure.js";
 import { Host, copyDataDir, removeDir } from "./host.js";
 
 const text = (b: Uint8Array): string => lossyUtf8.decode(b);
@@ -39,16 +39,6 @@ async function startHost(example: string, mode: "simulation" | "mock" = "simulat
 
 function stateFile(): string {
   return join(tmpdir(), `conclave-ts-state-${Math.random().toString(16).slice(2)}.json`);
-}
-
-async function errorOf(p: Promise<unknown>): Promise<ClientError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof ClientError) return e;
-    throw e;
-  }
-  throw new Error("expected the call to fail");
 }
 
 /** A relay whose next deliveries arrive at the host but whose answers are lost. */
@@ -132,7 +122,7 @@ describe("against conclave host --example reverse (simulation)", () => {
     expect(text(r0!.body)).toBe("cba");
     // Unreachable: the client stops at once and keeps the mail.
     relay.lose.push(UNREACHABLE);
-    const e = await errorOf(client.sendMail("t", utf8.encode("kept")));
+    const e = await failure(client.sendMail("t", utf8.encode("kept")));
     expect(e.kind).toBe("unsettled");
     expect(e.message).toContain('mail 1 on topic "t" is not answered yet');
     expect(client.pendingTopics()).toEqual(["t"]);
@@ -177,7 +167,7 @@ describe("against conclave host --example reverse (simulation)", () => {
     host = await startHost("reverse", "simulation", copy);
     const rolledBack = EnclaveClient.fromState(new HttpRelay(host.url), fresh.save(), { sleep: async () => {} });
     await rolledBack.start();
-    const e = await errorOf(rolledBack.sendMail("other", utf8.encode("after the rollback")));
+    const e = await failure(rolledBack.sendMail("other", utf8.encode("after the rollback")));
     expect(e.kind).toBe("rollback");
     expect(e.message).toMatch(/^rollback detected: this client has verified \d+ replies from the enclave/);
   });
