@@ -1,4 +1,5 @@
 // The TypeScript client against a real `conclave host`, over HTTP, like a user.
+import { execFileSync } from "node:child_process";
 import { readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,7 +19,7 @@ import {
 } from "../src/index.js";
 import { FileStorage } from "../src/node.js";
 import { failure } from "./failure.js";
-import { Host, copyDataDir, removeDir } from "./host.js";
+import { CONCLAVE, Host, copyDataDir, removeDir } from "./host.js";
 
 const text = (b: Uint8Array): string => lossyUtf8.decode(b);
 const reversed = (s: string): string => [...s].reverse().join("");
@@ -101,6 +102,9 @@ describe("against conclave host --example reverse (simulation)", () => {
     expect(await client.pollMail()).toEqual([]);
     expect(client.pendingTopics()).toEqual([]);
     expect(statSync(path).mode & 0o777).toBe(0o600);
+    // The state file has the Rust client's format: the CLI reads it.
+    const printed = execFileSync(CONCLAVE, ["checkpoint", "--state", path], { encoding: "utf8" });
+    expect(printed).toContain(client.checkpoint());
 
     // The saved state continues where it was.
     const again = await EnclaveClient.open(new HttpRelay(host.url), constraint, { storage: new FileStorage(path) });
