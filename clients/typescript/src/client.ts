@@ -275,6 +275,12 @@ export class EnclaveClient {
     return Object.keys(this.state.pending).sort();
   }
 
+  /** The body of the mail still waiting for an answer on `topic`, if any. */
+  pendingBody(topic: string): Uint8Array | undefined {
+    const pending = this.state.pending[topic];
+    return pending ? fromBase64(pending.body) : undefined;
+  }
+
   /** How many queued mails were dropped (undecryptable, or from no attested run). */
   droppedMail(): number {
     return this.dropped;

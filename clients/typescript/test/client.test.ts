@@ -55,6 +55,7 @@ describe("the client", () => {
     // The saved state holds the pending mail; a new client sends it (the same bytes) and gets its answer.
     const saved = JSON.parse(storage.text!);
     expect(Object.keys(saved.pending)).toEqual(["a"]);
+    expect(text(client.pendingBody("a"))).toBe("two");
     enclave.beforeDeliver = () => undefined;
     const again = await EnclaveClient.open(enclave, EnclaveConstraint.parse(CONSTRAINT), { storage, ...noWait });
     await again.start();

@@ -240,11 +240,21 @@ async function guarded(action: () => Promise<void>): Promise<void> {
   }
 }
 
-function send(message: Record<string, unknown>): Promise<void> {
+/**
+ * Sends `body` on `topic`. The same body while the last mail on the topic is
+ * still unanswered is a retry of that mail, not a second one.
+ */
+function deliver(topic: string, body: Uint8Array): Promise<void> {
   return guarded(async () => {
-    const reply = await client!.sendMail(sample, utf8.encode(JSON.stringify({ v: 1, ...message })));
+    const pending = client!.pendingBody(topic);
+    const reply =
+      pending && equal(pending, body) ? await client!.resendPending(topic) : await client!.sendMail(topic, body);
     if (reply) render(reply);
   });
+}
+
+function send(message: Record<string, unknown>): Promise<void> {
+  return deliver(sample, utf8.encode(JSON.stringify({ v: 1, ...message })));
 }
 
 function poll(): Promise<void> {
@@ -305,10 +315,7 @@ function wire(): void {
     void send({ kind: "submit", items });
   });
   el("reverse-send").addEventListener("click", () =>
-    guarded(async () => {
-      const reply = await client!.sendMail("reverse", utf8.encode(el<HTMLInputElement>("reverse-text").value));
-      if (reply) render(reply);
-    }),
+    void deliver("reverse", utf8.encode(el<HTMLInputElement>("reverse-text").value)),
   );
   el("poll").addEventListener("click", () => void poll());
   el("forget").addEventListener("click", () => {

@@ -18,6 +18,8 @@ const skip = process.env.CONCLAVE_SKIP_BROWSER === "1";
 /** A proxy in front of the host that records what it carries and can flip a byte of the attestation. */
 class Proxy {
   readonly bodies: Buffer[] = [];
+  /** How many answers to POST /v1/mail to cut off (the connection is dropped after the host handled the mail). */
+  cut = 0;
   private constructor(
     readonly server: Server,
     readonly url: string,
@@ -38,6 +40,11 @@ class Proxy {
             const parts: Buffer[] = [];
             up.on("data", (c: Buffer) => parts.push(c));
             up.on("end", () => {
+              if (req.url === "/v1/mail" && proxy!.cut > 0) {
+                proxy!.cut -= 1;
+                res.socket?.destroy();
+                return;
+              }
               let answer: Buffer = Buffer.concat(parts);
               const binary = up.headers["content-type"] === "application/octet-stream";
               if (tamper && req.url === "/v1/attestation" && binary) answer[answer.length - 1]! ^= 1;
@@ -92,6 +99,10 @@ describe.skipIf(skip)("the party's page in chromium", () => {
     const page = await context.newPage();
     const problems: string[] = [];
     page.on("pageerror", (e) => problems.push(e.message));
+    page.on("console", (m) => {
+      // Failed loads are judged by the response listener below; anything else (a CSP violation) counts.
+      if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) problems.push(m.text());
+    });
     page.on("response", (r) => {
       // A poll before this party's first delivery is a 404 the client expects.
       if (r.status() >= 400 && !/\/v1\/mail\/[0-9a-f]+$/.test(r.url())) problems.push(`${r.status()} ${r.url()}`);
@@ -135,6 +146,23 @@ describe.skipIf(skip)("the party's page in chromium", () => {
     expect(carried).not.toContain("values");
     expect(carried).not.toContain("submit");
     for (const page of pages) expect((page as unknown as { problems: string[] }).problems).toEqual([]);
+  });
+
+  it("a lost answer: the page keeps the mail, and sending the same input again is a retry", async () => {
+    const cutting = await Proxy.start(host.url, false);
+    proxies.push(cutting);
+    const page = await party(cutting.url);
+    await page.getByText("The enclave satisfies your constraint").waitFor();
+    await page.fill("#stats-values", "7");
+    // Chromium may resend a request whose connection dropped: cut every answer until the page gives up.
+    cutting.cut = 1000;
+    await page.click("#stats-submit");
+    await page.getByText("is not answered yet").waitFor();
+    cutting.cut = 0;
+    expect(await page.locator("#error").textContent()).toContain("it is kept and will be sent again");
+    await page.click("#stats-submit");
+    await page.getByText("answers your mail 0").waitFor();
+    expect(await page.locator("#replies li").count()).toBe(1);
   });
 
   it("refuses a tampered attestation and shows why", async () => {
