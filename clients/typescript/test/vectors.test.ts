@@ -1,4 +1,6 @@
 // Every shared vector file, byte for byte and verdict for verdict.
+import { readdirSync } from "node:fs";
+
 import { describe, expect, it } from "vitest";
 
 import {
@@ -31,7 +33,7 @@ import {
   type ResponseFrame,
   type StateCheckpoint,
 } from "../src/index.js";
-import { vector } from "./vectors.js";
+import { REPO, vector } from "./vectors.js";
 
 const cp = (c: { counter: number; id: string }): StateCheckpoint => ({ counter: BigInt(c.counter), id: hex(c.id) });
 const chainOf = (c: { index: number; digest: string }) => ({ index: BigInt(c.index), digest: hex(c.digest) });
@@ -307,4 +309,19 @@ describe("constraint-checks-v1.json", () => {
     }
     expect(result).toEqual(p.result);
   });
+});
+
+it("every shared vector file is checked by this suite", () => {
+  const checked = [
+    "attestations-v2.json",
+    "constraint-checks-v1.json",
+    "constraints-v1.json",
+    "exchange-v2.json",
+    "frames-v1.json",
+    "freshness-v1.json",
+    "hardware-v1.json", // test/hardware.test.ts
+    "info-v2.json",
+    "mail-v2.json",
+  ];
+  expect(readdirSync(`${REPO}crates/core/tests/vectors`).filter((f) => f.endsWith(".json")).sort()).toEqual(checked);
 });
