@@ -1,5 +1,5 @@
 // Debian's chromium, headless, with nothing that talks to the network by itself.
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -23,12 +23,14 @@ export const FLAGS = [
  * --user-data-dir of its own (it refuses one in `args`); we name the
  * directory it is created under, so nothing of the user's profile is used.
  */
-export function launch(): Promise<Browser> {
+export async function launch(): Promise<Browser> {
   const profiles = mkdtempSync(join(tmpdir(), "conclave-chromium-"));
-  return chromium.launch({
+  const browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
     args: FLAGS,
     env: { ...process.env, TMPDIR: profiles, HOME: profiles },
   });
+  browser.on("disconnected", () => rmSync(profiles, { recursive: true, force: true }));
+  return browser;
 }
