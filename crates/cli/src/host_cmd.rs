@@ -60,11 +60,12 @@ pub(crate) fn seconds(text: &str) -> Result<Duration, String> {
 #[command(group(clap::ArgGroup::new("enclave_to_run").required(true).args(["enclave", "example"])))]
 #[command(after_help = "\
 Prints `listening on http://ADDR:PORT` (https with TLS) on stdout once it serves (port 0 picks a
-free port). The HTTP API is described in docs/http-api.md. The data directory keeps the store
-(host.db: sealed state, mail to self, reply queues) and the platform secret (platform.secret, mode
-0600). It must belong to the user running the host and not be writable by group or others; its key
-files must have no group or other permissions (the host refuses them otherwise and says which
-`chmod` fixes it).
+free port). The HTTP API is described in docs/http-api.md; a party's page that attests and
+encrypts in the browser is served at / (clients/typescript/README.md). The data directory keeps
+the store (host.db: sealed state, mail to self, reply queues) and the platform secret
+(platform.secret, mode 0600). It must belong to the user running the host and not be writable by
+group or others; its key files must have no group or other permissions (the host refuses them
+otherwise and says which `chmod` fixes it).
 
 In simulation mode the enclave process runs the binary as it was when the host started (a
 sealed copy, measured once), with at most --enclave-memory-limit of address space, no core
@@ -342,7 +343,11 @@ pub fn run(args: &HostArgs) -> anyhow::Result<ExitCode> {
     if let Some(conclave_core::Evidence::Simulation { attestation_key, .. }) = info.as_ref().map(|i| i.evidence()) {
         eprintln!("simulated attestation key: {} (clients pin it with SIMKEY:<hex>)", hex::encode(attestation_key));
     }
-    let config = args.web_config()?;
+    let mut config = args.web_config()?;
+    if let Some(name) = &args.example {
+        // The party's page at `/` shows this sample's form.
+        config = config.with_page_sample(name.as_str());
+    }
     let address = listener.local_addr().context("cannot read the bound address")?;
     check_transport(address, &config)?;
     check_descriptor_limit(config.max_connections);

@@ -86,6 +86,7 @@ pub(crate) fn router(state: AppState) -> Router {
         // Server faults are logged where they become responses (error.rs),
         // and refusals under load are counted, not logged one by one.
         .on_failure(DefaultOnFailure::new().level(Level::DEBUG));
+    let page = super::page::routes(state.config.page_sample.clone());
     Router::new()
         .route("/v1/attestation", get(attestation))
         .route("/v1/mail", post(deliver))
@@ -93,6 +94,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/mail/{correlation_id}/ack", post(acknowledge))
         .route("/v1/health", get(health))
         .route("/metrics", get(metrics_text))
+        .merge(page)
         .fallback(|| async { ApiError::from(WebError::NotFound) })
         .method_not_allowed_fallback(|| async { ApiError::from(WebError::MethodNotAllowed) })
         .layer(middleware::from_fn_with_state(state.clone(), count_errors))

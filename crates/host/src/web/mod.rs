@@ -40,6 +40,7 @@ mod error;
 mod health;
 mod memory;
 mod metrics;
+mod page;
 mod reads;
 mod server;
 mod tls;
@@ -107,6 +108,9 @@ pub struct WebConfig {
     pub tls: Option<TlsConfig>,
     /// Allows plain HTTP on an address that is not loopback.
     pub insecure_http: bool,
+    /// The sample enclave the host runs, if it is one: the party's page at
+    /// `/` shows that sample's form (`GET /v1/page`).
+    pub page_sample: Option<String>,
 }
 
 impl Default for WebConfig {
@@ -137,6 +141,7 @@ impl Default for WebConfig {
             memory_trim_interval: Duration::from_secs(10),
             tls: None,
             insecure_http: false,
+            page_sample: None,
         }
     }
 }
@@ -163,6 +168,12 @@ impl WebConfig {
     /// Sets the `Retry-After` of 503 responses (whole seconds, at least 1).
     pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
         self.retry_after = retry_after;
+        self
+    }
+
+    /// Names the sample enclave the party's page offers a form for.
+    pub fn with_page_sample(mut self, sample: impl Into<String>) -> Self {
+        self.page_sample = Some(sample.into());
         self
     }
 
