@@ -30,6 +30,7 @@ pub use conclave_core::relay::QueuedMail;
 
 mod postgresql;
 mod sqlite;
+pub mod throwaway;
 
 pub use crate::postgresql::{POSTGRES_SCHEMA_VERSION, PostgresStore};
 pub use crate::sqlite::{SCHEMA_VERSION, SqliteReader, SqliteStore};

@@ -167,12 +167,23 @@ impl PostgresStore {
         self.shown.clone()
     }
 
+    /// Connects again if the connection was lost (the server restarted, or
+    /// the network failed) and no call is open: a call's transaction cannot
+    /// survive its connection, but the next call can go on.
+    fn ensure_connected(&mut self) -> Result<(), StoreError> {
+        if self.client.is_closed() && !self.in_call {
+            self.client = Client::connect(&self.url, NoTls).map_err(self.error("connecting again"))?;
+        }
+        Ok(())
+    }
+
     /// Takes the cluster's call lock (waiting for other hosts' calls to end)
     /// and returns the counter of the committed state.
     pub fn begin_call(&mut self) -> Result<u64, StoreError> {
         if self.in_call {
             self.abort_call();
         }
+        self.ensure_connected()?;
         self.client.batch_execute("BEGIN").map_err(self.error("starting a call"))?;
         self.in_call = true;
         let counter: i64 = match self
@@ -504,18 +515,23 @@ impl Store for PostgresStore {
         PostgresStore::abort_call(self)
     }
     fn commit(&mut self, batch: &Batch) -> Result<Vec<u64>, StoreError> {
+        self.ensure_connected()?;
         PostgresStore::commit(self, batch)
     }
     fn sealed_state(&mut self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.ensure_connected()?;
         PostgresStore::sealed_state(self)
     }
     fn state_counter(&mut self) -> Result<u64, StoreError> {
+        self.ensure_connected()?;
         PostgresStore::state_counter(self)
     }
     fn chain(&mut self, from: u64, to: u64) -> Result<Vec<ChainEntry>, StoreError> {
+        self.ensure_connected()?;
         PostgresStore::chain(self, from, to)
     }
     fn self_mail(&mut self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.ensure_connected()?;
         PostgresStore::self_mail(self)
     }
     fn replies_within(
@@ -524,36 +540,47 @@ impl Store for PostgresStore {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Vec<QueuedMail>, StoreError> {
+        self.ensure_connected()?;
         PostgresStore::replies_within(self, correlation_id, limit, max_bytes)
     }
     fn acknowledge(&mut self, correlation_id: &str, ids: &[u64]) -> Result<usize, StoreError> {
+        self.ensure_connected()?;
         PostgresStore::acknowledge(self, correlation_id, ids)
     }
     fn has_correlation_id(&mut self, correlation_id: &str) -> Result<bool, StoreError> {
+        self.ensure_connected()?;
         PostgresStore::has_correlation_id(self, correlation_id)
     }
     fn record_correlation_id(&mut self, correlation_id: &str) -> Result<(), StoreError> {
+        self.ensure_connected()?;
         PostgresStore::record_correlation_id(self, correlation_id)
     }
     fn queue_depth(&mut self) -> Result<u64, StoreError> {
+        self.ensure_connected()?;
         PostgresStore::queue_depth(self)
     }
     fn queue_len(&mut self, correlation_id: &str) -> Result<u64, StoreError> {
+        self.ensure_connected()?;
         PostgresStore::queue_len(self, correlation_id)
     }
     fn correlation_id_count(&mut self) -> Result<u64, StoreError> {
+        self.ensure_connected()?;
         PostgresStore::correlation_id_count(self)
     }
     fn prune_correlation_ids(&mut self, now_unix: i64, max_idle_secs: i64) -> Result<usize, StoreError> {
+        self.ensure_connected()?;
         PostgresStore::prune_correlation_ids(self, now_unix, max_idle_secs)
     }
     fn get_meta(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.ensure_connected()?;
         PostgresStore::get_meta(self, key)
     }
     fn put_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.ensure_connected()?;
         PostgresStore::put_meta(self, key, value)
     }
     fn replace_sealed_state_for_testing_only(&mut self, blob: &[u8], counter: u64) -> Result<(), StoreError> {
+        self.ensure_connected()?;
         PostgresStore::replace_sealed_state_for_testing_only(self, blob, counter)
     }
     fn open_reader(&self) -> Result<Option<Box<dyn StoreReads>>, StoreError> {
@@ -563,6 +590,7 @@ impl Store for PostgresStore {
 
 impl StoreReads for PostgresStore {
     fn has_correlation_id(&mut self, correlation_id: &str) -> Result<bool, StoreError> {
+        self.ensure_connected()?;
         PostgresStore::has_correlation_id(self, correlation_id)
     }
     fn replies_within(
@@ -571,12 +599,15 @@ impl StoreReads for PostgresStore {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Vec<QueuedMail>, StoreError> {
+        self.ensure_connected()?;
         PostgresStore::replies_within(self, correlation_id, limit, max_bytes)
     }
     fn acknowledge(&mut self, correlation_id: &str, ids: &[u64]) -> Result<usize, StoreError> {
+        self.ensure_connected()?;
         PostgresStore::acknowledge(self, correlation_id, ids)
     }
     fn queue_depth(&mut self) -> Result<u64, StoreError> {
+        self.ensure_connected()?;
         PostgresStore::queue_depth(self)
     }
 }
