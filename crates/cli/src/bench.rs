@@ -201,7 +201,7 @@ fn print_heading(args: &BenchArgs, machine: &Machine) {
 fn load_host(mode: Mode, data_dir: &Path) -> anyhow::Result<EnclaveHost> {
     match mode {
         Mode::Simulation => samples::simulation_host(SAMPLE, data_dir),
-        Mode::Mock => samples::mock_host(SAMPLE),
+        Mode::Mock => samples::mock_host(samples::Choice::sample(SAMPLE)),
     }
 }
 

@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
-use conclave_client::{ClientError, EnclaveClient, HttpRelay, HttpRelayOptions, ReplyKind};
+use conclave_client::{ClientError, EnclaveClient, FailoverRelay, HttpRelay, HttpRelayOptions, ReplyKind};
 use conclave_core::{EnclaveConstraint, EnclaveInstanceInfo, MailRelay, VerifiedEnclaveInfo};
 
 const CLIENT_EXIT_CODES: &str = "\
@@ -61,7 +61,9 @@ Exit codes:
   2  any other error: bad flags or constraint, host unreachable, mail not answered yet (kept, run again),
      the enclave refused the mail, a rollback or fork detected, unreadable files")]
 pub struct SendArgs {
-    /// The web host, e.g. http://127.0.0.1:8080.
+    /// The web host, e.g. http://127.0.0.1:8080; several hosts of one cluster: URL,URL,... (the
+    /// client moves to the next when one cannot be reached).
+    #[arg(value_name = "URL[,URL...]")]
     url: String,
     /// The constraint the enclave must satisfy. An existing state file keeps the constraint it was
     /// made with; giving a different one is an error.
@@ -92,7 +94,8 @@ Exit codes:
   1  the enclave does not satisfy the state's constraint, or its attestation does not verify
   2  any other error: host unreachable, a reply fails its checks, unreadable state file")]
 pub struct PollArgs {
-    /// The web host, e.g. http://127.0.0.1:8080.
+    /// The web host, e.g. http://127.0.0.1:8080; several hosts of one cluster: URL,URL,...
+    #[arg(value_name = "URL[,URL...]")]
     url: String,
     /// The client state file written by `conclave send`.
     #[arg(long, value_name = "FILE")]
@@ -121,13 +124,25 @@ fn now_unix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+/// The relay of the client commands: one host, or the hosts of a cluster in turn.
+type Relay = FailoverRelay<HttpRelay>;
+
+/// The host URLs of `list` (`URL` or `URL,URL,...`).
+fn host_urls(list: &str) -> Vec<&str> {
+    list.split(',').map(str::trim).filter(|url| !url.is_empty()).collect()
+}
+
 /// The one place the client commands build their relay.
-fn relay(url: &str, transport: &TransportArgs) -> anyhow::Result<HttpRelay> {
+fn relay(urls: &str, transport: &TransportArgs) -> anyhow::Result<Relay> {
     let mut options = HttpRelayOptions::default().insecure_http(transport.insecure_http);
     if let Some(ca) = &transport.tls_ca {
         options = options.trust_ca_file(ca).map_err(|e| anyhow!("{}", e.message))?;
     }
-    HttpRelay::with_options(url, options).map_err(|e| anyhow!("{}", e.message))
+    let relays = host_urls(urls)
+        .into_iter()
+        .map(|url| HttpRelay::with_options(url, options.clone()).map_err(|e| anyhow!("{}", e.message)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    FailoverRelay::new(relays).ok_or_else(|| anyhow!("no host URL given: write URL or URL,URL,..."))
 }
 
 fn parse_constraint(text: &str) -> anyhow::Result<EnclaveConstraint> {
@@ -180,7 +195,7 @@ pub fn attest(args: &AttestArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Starts (attests) a client; a constraint failure is exit code 1.
-fn start(client: &mut EnclaveClient<HttpRelay>) -> anyhow::Result<Option<ExitCode>> {
+fn start(client: &mut EnclaveClient<Relay>) -> anyhow::Result<Option<ExitCode>> {
     match client.start() {
         Ok(_) => Ok(None),
         Err(ClientError::Constraint(e)) => {
@@ -199,13 +214,18 @@ fn read_body(body: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Refuses a state file that was used with another host: its sequence
-/// numbers and correlation id belong there.
-fn check_host(client: &EnclaveClient<HttpRelay>, url: &str, state: &Path) -> anyhow::Result<()> {
-    match client.save().host {
-        Some(host) if host.trim_end_matches('/') != url.trim_end_matches('/') => {
-            bail!("state file {} belongs to the host {host}, not {url}: use one state file per host", state.display())
-        }
-        _ => Ok(()),
+/// numbers and correlation id belong there. Hosts of one cluster share
+/// them, so a list that names any host the state was used with is accepted.
+fn check_host(client: &EnclaveClient<Relay>, urls: &str, state: &Path) -> anyhow::Result<()> {
+    let Some(saved) = client.save().host else { return Ok(()) };
+    let normal = |list: &str| -> Vec<String> {
+        host_urls(list).into_iter().map(|url| url.trim_end_matches('/').to_owned()).collect()
+    };
+    let given = normal(urls);
+    if normal(&saved).iter().any(|url| given.contains(url)) {
+        Ok(())
+    } else {
+        bail!("state file {} belongs to the host {saved}, not {urls}: use one state file per host", state.display())
     }
 }
 
@@ -269,7 +289,7 @@ pub fn send(args: &SendArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn warn_dropped(client: &EnclaveClient<HttpRelay>) {
+fn warn_dropped(client: &EnclaveClient<Relay>) {
     if client.dropped_mail() > 0 {
         eprintln!(
             "warning: dropped {} queued mail that did not decrypt for this client or came from no attested run",

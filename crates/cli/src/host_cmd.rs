@@ -18,13 +18,9 @@ use crate::samples;
 use conclave_host::{
     EnclaveHost, HostService, ServiceConfig,
     simulation::{EnclaveLimits, SignedEnclave, check_data_dir, load_or_create_secret, simulated_attestation_key},
-    store::SqliteStore,
     web::{TlsConfig, WebConfig, check_transport},
 };
 use rand_core::{OsRng, RngCore};
-
-/// The sample enclaves `--example` can run.
-const EXAMPLES: [&str; 4] = ["reverse", "auction", "stats", "psi"];
 
 /// The platform secret's file name in the data directory.
 const SECRET_FILE: &str = "platform.secret";
@@ -89,14 +85,54 @@ pub struct HostArgs {
     #[arg(long, value_name = "SIGNED_BIN")]
     enclave: Option<PathBuf>,
     /// A sample enclave shipped with this build (in simulation mode: this binary as a sandboxed process).
-    #[arg(long, value_name = "NAME", value_parser = EXAMPLES)]
+    #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(samples::SAMPLES.map(|s| s.name)))]
     example: Option<String>,
+    /// The key derivation service the enclave takes its keys from (`conclave kds`); several
+    /// replicas: URL,URL,... With --example, the sample runs in its KDS variant (product id + 16).
+    #[arg(long, value_name = "URL[,URL...]")]
+    kds: Option<String>,
+    /// Trust this CA or self-signed certificate (PEM) for an https:// KDS.
+    #[arg(long, value_name = "FILE", requires = "kds")]
+    kds_tls_ca: Option<PathBuf>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+/// Flags of `conclave kds`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Runs the key derivation service: an enclave of this build (product id 100, signed by the
+development key in the data directory, like the samples) behind the same web host as `conclave
+host`. Its master key is made at its first start and sealed in its store. Enclaves ask it for keys
+by mail, through their own host (`conclave host --kds URL`); it answers only enclaves whose
+attestation satisfies the policy they ask under, and the enclave checks the KDS's own attestation
+against the constraint compiled into it. Replicas: copy the data directory (platform.secret,
+example-signing.key, simulated-attestation.key and host.db) to each, or point all at one
+PostgreSQL store with --store; they then issue the same keys. See docs/architecture.md.
+
+Exit codes:
+  0  stopped cleanly after SIGINT or SIGTERM
+  2  bad flags, unusable data directory, the service failed to start, or cannot bind")]
+pub struct KdsArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+/// What `conclave host` and `conclave kds` share: where to listen, where the
+/// data lives, how the enclave runs, and the web host's limits.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
     /// The address to listen on, e.g. 127.0.0.1:8080 (port 0: any free port).
     #[arg(long, value_name = "ADDR")]
     listen: String,
     /// Where the store and the platform secret live (created if missing).
     #[arg(long, value_name = "DIR")]
     data_dir: PathBuf,
+    /// Where to keep sealed state, mail to self and replies: a PostgreSQL URL
+    /// (postgres://USER[:PASSWORD]@HOST[:PORT]/DB) shared by every host of a cluster, or an SQLite
+    /// file. Default: DATA_DIR/host.db.
+    #[arg(long, value_name = "URL|FILE")]
+    store: Option<String>,
     /// How to run the enclave.
     #[arg(long, value_enum, default_value_t = Mode::Simulation)]
     mode: Mode,
@@ -151,10 +187,26 @@ pub struct HostArgs {
 impl HostArgs {
     /// The log format asked for.
     pub fn log_format(&self) -> LogFormat {
-        self.log_format
+        self.serve.log_format
+    }
+}
+
+impl KdsArgs {
+    /// The log format asked for.
+    pub fn log_format(&self) -> LogFormat {
+        self.serve.log_format
+    }
+}
+
+impl ServeArgs {
+    /// The web host's settings from the flags.
+    /// The enclave process' limits (simulation mode).
+    fn limits(&self) -> EnclaveLimits {
+        EnclaveLimits::default()
+            .with_memory_limit(self.enclave_memory_limit)
+            .with_call_timeout(self.enclave_call_timeout)
     }
 
-    /// The web host's settings from the flags.
     fn web_config(&self) -> anyhow::Result<WebConfig> {
         let mut config = WebConfig::default()
             .with_max_body_bytes(self.max_body_bytes)
@@ -236,23 +288,33 @@ fn parse_call_timeout(text: &str) -> Result<Duration, String> {
 
 /// Builds the enclave host the flags ask for. The one place a mode becomes a backend.
 fn load_enclave(args: &HostArgs) -> anyhow::Result<EnclaveHost> {
-    let limits = EnclaveLimits::default()
-        .with_memory_limit(args.enclave_memory_limit)
-        .with_call_timeout(args.enclave_call_timeout);
-    match (args.mode, args.example.as_deref(), &args.enclave) {
-        (Mode::Mock, Some(name), _) => samples::mock_host(name),
+    let serve = &args.serve;
+    let with_kds = args.kds.is_some();
+    let mut host = match (serve.mode, args.example.as_deref(), &args.enclave) {
+        (_, Some(name), _) => load_builtin(serve, samples::Choice { name, with_kds })?,
         (Mode::Mock, None, _) => {
             bail!("--enclave needs --mode simulation: mock enclaves are compiled into this program, use --example")
         }
-        (Mode::Simulation, Some(name), _) => samples::simulation_host_with_limits(name, &args.data_dir, limits),
         (Mode::Simulation, None, Some(binary)) => {
             let load = || -> anyhow::Result<EnclaveHost> {
-                let enclave = SignedEnclave::load(binary)?.with_limits(limits);
-                Ok(EnclaveHost::load_simulation(enclave, simulated_attestation_key(&args.data_dir)?))
+                let enclave = SignedEnclave::load(binary)?.with_limits(serve.limits());
+                Ok(EnclaveHost::load_simulation(enclave, simulated_attestation_key(&serve.data_dir)?))
             };
-            load().with_context(|| format!("cannot load enclave binary {}", binary.display()))
+            load().with_context(|| format!("cannot load enclave binary {}", binary.display()))?
         }
         (Mode::Simulation, None, None) => bail!("give --enclave <SIGNED_BIN> or --example <NAME>"),
+    };
+    if let Some(urls) = &args.kds {
+        host.set_kds(crate::kds_cmd::transport(urls, args.kds_tls_ca.as_deref())?);
+    }
+    Ok(host)
+}
+
+/// An enclave compiled into this binary, in the mode the flags ask for.
+fn load_builtin(serve: &ServeArgs, choice: samples::Choice<'_>) -> anyhow::Result<EnclaveHost> {
+    match serve.mode {
+        Mode::Mock => samples::mock_host(choice),
+        Mode::Simulation => samples::simulation_host_with_limits(choice, &serve.data_dir, serve.limits()),
     }
 }
 
@@ -317,36 +379,72 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
 
 /// Runs `conclave host`.
 pub fn run(args: &HostArgs) -> anyhow::Result<ExitCode> {
-    // Bind first: a bad address or a busy port fails before anything is created or started.
-    let listener = std::net::TcpListener::bind(&args.listen).with_context(|| {
-        format!("cannot listen on {:?}: give HOST:PORT, e.g. 127.0.0.1:8080 (port 0 picks a free port)", args.listen)
+    let serve = &args.serve;
+    let listener = prepare(serve)?;
+    let host = load_enclave(args)?;
+    if args.kds.is_none() && serve.store.as_deref().is_some_and(conclave_host::store::is_postgres_url) {
+        eprintln!(
+            "note: a shared store without --kds: each host's enclave has keys of its own, so hosts sharing this \
+             database must share the platform secret, and clients attest again when they move between hosts"
+        );
+    }
+    serve_enclave(serve, listener, host, args.example.as_deref())
+}
+
+/// Runs `conclave kds`.
+pub fn run_kds(args: &KdsArgs) -> anyhow::Result<ExitCode> {
+    let serve = &args.serve;
+    let listener = prepare(serve)?;
+    let host = load_builtin(serve, samples::Choice { name: samples::KDS, with_kds: false })?;
+    eprintln!("key derivation service: product id {}", conclave_examples::kds::KDS_PRODUCT_ID);
+    serve_enclave(serve, listener, host, None)
+}
+
+/// Binds (a bad address or a busy port fails before anything is created or
+/// started) and prepares the data directory.
+fn prepare(serve: &ServeArgs) -> anyhow::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(&serve.listen).with_context(|| {
+        format!("cannot listen on {:?}: give HOST:PORT, e.g. 127.0.0.1:8080 (port 0 picks a free port)", serve.listen)
     })?;
     listener.set_nonblocking(true).context("cannot configure the listening socket")?;
-    if args.data_dir.exists() && !args.data_dir.is_dir() {
-        anyhow::bail!("data directory {} exists and is not a directory", args.data_dir.display());
+    if serve.data_dir.exists() && !serve.data_dir.is_dir() {
+        anyhow::bail!("data directory {} exists and is not a directory", serve.data_dir.display());
     }
-    create_private_dir(&args.data_dir)?;
-    check_data_dir(&args.data_dir)?;
-    let host = load_enclave(args)?;
-    let secret = platform_secret(&args.data_dir)?;
-    let store_path = args.data_dir.join(STORE_FILE);
-    let store =
-        SqliteStore::open(&store_path).with_context(|| format!("cannot open store {}", store_path.display()))?;
-    let mut service = HostService::new(host, store, ServiceConfig::new(secret)).context("cannot start the enclave")?;
-    let mode = match args.mode {
+    create_private_dir(&serve.data_dir)?;
+    check_data_dir(&serve.data_dir)?;
+    Ok(listener)
+}
+
+/// Opens the store, starts the enclave and serves it until SIGINT or SIGTERM.
+fn serve_enclave(
+    serve: &ServeArgs,
+    listener: std::net::TcpListener,
+    host: EnclaveHost,
+    page_sample: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let secret = platform_secret(&serve.data_dir)?;
+    let spec = match &serve.store {
+        Some(spec) => spec.clone(),
+        None => serve.data_dir.join(STORE_FILE).to_string_lossy().into_owned(),
+    };
+    let store = conclave_host::store::open(&spec).context("cannot open the store")?;
+    eprintln!("store: {}", store.describe());
+    let mut service =
+        HostService::with_store(host, store, ServiceConfig::new(secret)).context("cannot start the enclave")?;
+    let mode = match serve.mode {
         Mode::Mock => "MOCK",
         Mode::Simulation => "SIMULATION",
     };
-    eprintln!("WARNING: INSECURE: {mode} mode: {}", insecure_warning(args.mode));
+    eprintln!("WARNING: INSECURE: {mode} mode: {}", insecure_warning(serve.mode));
     // Clients pin the key that signs the served evidence with SIMKEY.
     let info = service.attestation().ok().and_then(|bytes| conclave_core::EnclaveInstanceInfo::decode(&bytes).ok());
     if let Some(conclave_core::Evidence::Simulation { attestation_key, .. }) = info.as_ref().map(|i| i.evidence()) {
         eprintln!("simulated attestation key: {} (clients pin it with SIMKEY:<hex>)", hex::encode(attestation_key));
     }
-    let mut config = args.web_config()?;
-    if let Some(name) = &args.example {
+    let mut config = serve.web_config()?;
+    if let Some(name) = page_sample {
         // The party's page at `/` shows this sample's form.
-        config = config.with_page_sample(name.as_str());
+        config = config.with_page_sample(name);
     }
     let address = listener.local_addr().context("cannot read the bound address")?;
     check_transport(address, &config)?;

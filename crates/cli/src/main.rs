@@ -17,6 +17,7 @@ mod client_cmd;
 mod demo;
 mod evidence;
 mod host_cmd;
+mod kds_cmd;
 mod samples;
 mod signing;
 mod soak;
@@ -59,6 +60,8 @@ enum Command {
     Evidence(EvidenceCommand),
     /// Run a web host for one enclave: HTTP API for attestation and mail (see docs/http-api.md).
     Host(host_cmd::HostArgs),
+    /// Run the key derivation service: enclaves get the same keys on every start and every host.
+    Kds(host_cmd::KdsArgs),
     /// Fetch a web host's attestation, print its summary and check it against a constraint.
     Attest(client_cmd::AttestArgs),
     /// Attest a web host's enclave, send it one encrypted mail and print the reply body.
@@ -102,12 +105,12 @@ fn main() -> ExitCode {
     // the enclave process of a built-in sample. Not a user command.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == samples::ENCLAVE_SUBCOMMAND) {
-        let name = args.get(2).and_then(|n| n.to_str()).unwrap_or_default();
-        return samples::run_enclave_process(name);
+        return samples::run_enclave_process(args.get(2..).unwrap_or_default());
     }
     let cli = Cli::parse();
     match &cli.command {
         Command::Host(args) => init_logging(true, args.log_format()),
+        Command::Kds(args) => init_logging(true, args.log_format()),
         _ => init_logging(false, host_cmd::LogFormat::Text),
     }
     let result = match cli.command {
@@ -118,6 +121,7 @@ fn main() -> ExitCode {
         Command::Sign(args) => signing::sign(&args),
         Command::Evidence(EvidenceCommand::Verify(args)) => return evidence::run(&args),
         Command::Host(args) => host_cmd::run(&args),
+        Command::Kds(args) => host_cmd::run_kds(&args),
         Command::Attest(args) => client_cmd::attest(&args),
         Command::Send(args) => client_cmd::send(&args),
         Command::Poll(args) => client_cmd::poll(&args),

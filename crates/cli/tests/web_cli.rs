@@ -3,14 +3,14 @@
 //! processes, plus a host killed with SIGKILL and restarted on its data directory.
 
 use std::{
-    io::{BufRead, BufReader, Read},
     path::Path,
-    process::{Child, ChildStderr, Command, Output, Stdio},
+    process::{Command, Output},
     time::Duration,
 };
 
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use conclave_core::{EnclaveInstanceInfo, PostOffice, PrivateKey, ReplyChain, RequestFrame, ResponseFrame};
+use conclave_test_support::process::ServingProcess;
 use rand_core::OsRng;
 
 const BIN: &str = env!("CARGO_BIN_EXE_conclave");
@@ -27,58 +27,24 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// A `conclave host` child process; killed when dropped.
-struct HostProcess {
-    child: Child,
-    url: String,
-    stderr: Option<ChildStderr>,
-}
+/// A `conclave host --example` child process; killed when dropped.
+struct HostProcess;
 
 impl HostProcess {
-    fn start(example: &str, data_dir: &Path) -> Self {
+    fn start(example: &str, data_dir: &Path) -> ServingProcess {
         Self::start_in("mock", example, data_dir)
     }
 
-    fn start_in(mode: &str, example: &str, data_dir: &Path) -> Self {
+    fn start_in(mode: &str, example: &str, data_dir: &Path) -> ServingProcess {
         Self::start_with(mode, example, data_dir, &[])
     }
 
-    fn start_with(mode: &str, example: &str, data_dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["host", "--mode", mode, "--example", example, "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start conclave host");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected {line:?}")).to_owned();
-        assert!(url.starts_with("http://127.0.0.1:") || url.starts_with("https://127.0.0.1:"), "{url}");
-        let stderr = child.stderr.take();
-        Self { child, url, stderr }
-    }
-
-    /// Everything the host wrote to stderr, once it has exited.
-    fn stderr_text(&mut self) -> String {
-        let mut text = String::new();
-        if let Some(mut stderr) = self.stderr.take() {
-            stderr.read_to_string(&mut text).unwrap();
-        }
-        text
-    }
-
-    fn sigkill(mut self) {
-        self.child.kill().unwrap(); // SIGKILL on unix
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for HostProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn start_with(mode: &str, example: &str, data_dir: &Path, extra: &[&str]) -> ServingProcess {
+        let mut args: Vec<std::ffi::OsString> =
+            ["host", "--mode", mode, "--example", example, "--listen", "127.0.0.1:0"].iter().map(Into::into).collect();
+        args.extend(["--data-dir".into(), data_dir.as_os_str().to_owned()]);
+        args.extend(extra.iter().map(Into::into));
+        ServingProcess::start(Path::new(BIN), args)
     }
 }
 
@@ -173,16 +139,12 @@ fn host_refuses_bad_flags() {
 #[test]
 fn simulation_is_the_default_and_runs_the_sample_as_a_process() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args(["host", "--example", "reverse", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("listening on ").unwrap().to_owned();
+    let data = dir.path().join("data");
+    let host = ServingProcess::start(
+        Path::new(BIN),
+        ["host", "--example", "reverse", "--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()],
+    );
+    let url = host.url.clone();
     let json = agent()
         .get(format!("{url}/v1/attestation"))
         .header("Accept", "application/json")
@@ -207,8 +169,6 @@ fn simulation_is_the_default_and_runs_the_sample_as_a_process() {
     ]);
     assert_eq!(sent.status.code(), Some(0), "{}", stderr(&sent));
     assert_eq!(stdout(&sent).trim_end(), "reward");
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 #[test]

@@ -44,9 +44,11 @@
 #![deny(missing_docs)]
 
 mod client;
+mod failover;
 mod http;
 mod state;
 
 pub use client::{ClientError, EnclaveClient, EnclaveReply};
+pub use failover::FailoverRelay;
 pub use http::{HttpRelay, HttpRelayOptions};
 pub use state::{Attempt, ClientState, KnownRun, PendingMail, ReplyKind, StoredReply};

@@ -119,11 +119,17 @@ impl EnclaveHost {
 
     /// Loads a mock enclave that can be restarted: each start gets `E::default()`.
     pub fn load_mock_restartable<E: Enclave + Default>() -> Self {
+        Self::load_mock_restartable_with_identity::<E>(mock_identity::<E>())
+    }
+
+    /// Loads a restartable mock enclave that reports the given identity (a
+    /// product id or signer that another enclave's constraint names).
+    pub fn load_mock_restartable_with_identity<E: Enclave + Default>(identity: EnclaveIdentity) -> Self {
         Self {
             backend: Backend::Mock {
                 pending: None,
                 factory: Some(std::sync::Arc::new(|| Box::new(E::default()))),
-                identity: mock_identity::<E>(),
+                identity,
                 runtime: None,
             },
             kds: SharedKds::default(),

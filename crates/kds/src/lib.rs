@@ -102,6 +102,12 @@ impl KdsEnclave {
 }
 
 impl Enclave for KdsEnclave {
+    /// The master key must outlive any one build of the KDS: every build
+    /// from the same signer and product id reads it.
+    fn sealing_policy(&self) -> conclave_core::SealingPolicy {
+        conclave_core::SealingPolicy::SignerAndProduct
+    }
+
     /// Makes the master key at the first start; it is sealed with the state.
     fn on_startup(&mut self, ctx: &mut EnclaveContext<'_>) -> Result<(), EnclaveError> {
         if ctx.persistent_map().get(MASTER).is_none() {

@@ -230,3 +230,55 @@ fn two_kds_replicas_sharing_a_master_key_issue_the_same_keys() {
     };
     assert_eq!(key_from(&first), key_from(&replica));
 }
+
+#[test]
+fn a_new_build_of_the_kds_keeps_the_master_key() {
+    // Two builds: different code, the same signer and product id.
+    let build = |code: u8| {
+        let identity = conclave_enclave::EnclaveIdentity { code_hash: [code; 32], ..mock_identity::<KdsEnclave>() };
+        EnclaveHost::load_mock_restartable_with_identity::<KdsEnclave>(identity)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kds.db");
+    let kds_service =
+        |code| HostService::new(build(code), SqliteStore::open(&path).unwrap(), ServiceConfig::new([7; 32]));
+    let old = LocalRelayHandle::new(kds_service(1).unwrap());
+    // This counter trusts the KDS by its signer, as a deployment that upgrades its KDS does.
+    let key_from = |kds: &LocalRelayHandle| {
+        let host = app_host::<TrustsKdsSigner>(kds);
+        let relay = LocalRelayHandle::new(service(host, SqliteStore::open_in_memory().unwrap(), 1).unwrap());
+        let code = mock_code(&mock_identity::<TrustsKdsSigner>());
+        let constraint = EnclaveConstraint::parse(&format!("C:{code} SEC:INSECURE")).unwrap();
+        let mut client = EnclaveClient::new(relay, constraint);
+        client.start().unwrap().encryption_key
+    };
+    let before = key_from(&old);
+    drop(old);
+    let new = LocalRelayHandle::new(kds_service(2).unwrap());
+    assert_eq!(key_from(&new), before, "the upgraded KDS issued other keys: its master key was lost");
+}
+
+/// The counter, trusting any KDS build of the mock signer.
+#[derive(Default)]
+struct TrustsKdsSigner(Counter);
+
+impl Enclave for TrustsKdsSigner {
+    fn receive_mail(
+        &mut self,
+        ctx: &mut EnclaveContext<'_>,
+        mail: EnclaveMail,
+        hint: Option<&str>,
+    ) -> Result<(), EnclaveError> {
+        self.0.receive_mail(ctx, mail, hint)
+    }
+
+    fn kds(&self, identity: &EnclaveIdentity) -> Option<KdsConfig> {
+        let signer = hex::encode(mock_identity::<KdsEnclave>().code_signing_key_hash);
+        let policy = format!("C:{} SEC:INSECURE", mock_code(identity));
+        Some(KdsConfig {
+            constraint: format!("S:{signer} PROD:0 SEC:INSECURE"),
+            mail_key_policy: Some(policy.clone()),
+            persistence_key_policy: Some(policy),
+        })
+    }
+}

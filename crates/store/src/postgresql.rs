@@ -64,9 +64,38 @@ const MIGRATIONS: [&str; 1] = ["
 /// An arbitrary but fixed key for the advisory lock migrations take ("Cclsmigr").
 const MIGRATION_LOCK: i64 = 0x4363_6c73_6d69_6772;
 
+/// A client that may be dropped anywhere. The `postgres` client runs a
+/// small runtime of its own and closes its connection by blocking on it,
+/// which panics on a thread that drives an async runtime (the web host's);
+/// such a drop hands the client to a thread of its own.
+struct Connection(Option<Client>);
+
+impl std::ops::Deref for Connection {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        self.0.as_ref().expect("the client is only taken on drop")
+    }
+}
+
+impl std::ops::DerefMut for Connection {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.0.as_mut().expect("the client is only taken on drop")
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            let _ = std::thread::Builder::new().name("postgres-close".into()).spawn(move || drop(client));
+        }
+    }
+}
+
 /// A connection to the cluster's database.
 pub struct PostgresStore {
-    client: Client,
+    client: Connection,
     /// The URL without its password, for messages.
     shown: String,
     url: String,
@@ -123,7 +152,7 @@ impl PostgresStore {
             database: shown.clone(),
             cause,
         })?;
-        let mut store = Self { client, shown, url: url.to_owned(), in_call: false };
+        let mut store = Self { client: Connection(Some(client)), shown, url: url.to_owned(), in_call: false };
         store.migrate()?;
         Ok(store)
     }
@@ -172,7 +201,7 @@ impl PostgresStore {
     /// survive its connection, but the next call can go on.
     fn ensure_connected(&mut self) -> Result<(), StoreError> {
         if self.client.is_closed() && !self.in_call {
-            self.client = Client::connect(&self.url, NoTls).map_err(self.error("connecting again"))?;
+            self.client = Connection(Some(Client::connect(&self.url, NoTls).map_err(self.error("connecting again"))?));
         }
         Ok(())
     }

@@ -9,6 +9,7 @@
 pub mod hostile;
 #[cfg(unix)]
 pub mod postgres;
+pub mod process;
 pub mod web;
 pub mod webhost;
 

@@ -280,7 +280,7 @@ pub fn check_transport(address: SocketAddr, config: &WebConfig) -> Result<(), We
 /// closed) before this returns.
 pub async fn run(
     listener: tokio::net::TcpListener,
-    mut service: HostService,
+    service: HostService,
     config: WebConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), HostError> {
@@ -288,8 +288,18 @@ pub async fn run(
     let address = listener.local_addr().map_err(|source| WebError::Io { action: "read the bound address", source })?;
     check_transport(address, &config)?;
     let metrics = Arc::new(metrics::Metrics::new());
-    let readers = reads::Readers::open(service.store_mut(), config.reader_connections)?;
-    let (worker, thread) = worker::spawn(service, &config, metrics.clone())?;
+    // Stores do blocking IO (a PostgreSQL client cannot even connect on an
+    // async thread): open the readers and start the worker on a blocking thread.
+    let (blocking_config, blocking_metrics) = (config.clone(), metrics.clone());
+    let started = tokio::task::spawn_blocking(move || -> Result<_, HostError> {
+        let mut service = service;
+        let readers = reads::Readers::open(service.store_mut(), blocking_config.reader_connections)?;
+        let (worker, thread) = worker::spawn(service, &blocking_config, blocking_metrics)?;
+        Ok((readers, worker, thread))
+    })
+    .await
+    .map_err(|_| WebError::WorkerStopped)?;
+    let (readers, worker, thread) = started?;
     let state = api::AppState::new(worker, readers, metrics, config.clone());
     let app = api::router(state.clone());
     tracing::info!(%address, tls = config.tls.is_some(), max_connections = config.max_connections, "web host serving");
